@@ -1,0 +1,190 @@
+"""Passwords, JWT access/refresh tokens, login throttling, and the Bottle plugin that checks bearer tokens."""
+import base64
+import datetime
+import functools
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import unicodedata
+
+import jwt
+from bottle import HTTPError, request
+
+from models import LoginFailure, RefreshToken, User, db, now
+
+# OWASP's current PBKDF2-HMAC-SHA256 work factor; tests lower it through the environment.
+HASH_ITERATIONS = int(os.environ.get('MOVIESAPI_HASH_ITERATIONS', 600_000))
+ALGORITHM = 'HS256'
+
+
+# --- Passwords ---------------------------------------------------------------------------------------
+
+def _pbkdf2(password, salt, iterations):
+    normalized = unicodedata.normalize('NFKC', password).encode()
+    return hashlib.pbkdf2_hmac('sha256', normalized, salt, iterations)
+
+
+def hash_password(password, iterations=None):
+    """A self-describing salted hash: pbkdf2_sha256$<iterations>$<salt>$<hash>."""
+    iterations = iterations or HASH_ITERATIONS
+    salt = secrets.token_bytes(16)
+    encode = lambda raw: base64.b64encode(raw).decode()
+    return f'pbkdf2_sha256${iterations}${encode(salt)}${encode(_pbkdf2(password, salt, iterations))}'
+
+
+def check_password(password, stored):
+    """True if the password matches the stored hash, compared in constant time."""
+    _, iterations, salt, expected = stored.split('$')
+    actual = _pbkdf2(password, base64.b64decode(salt), int(iterations))
+    return hmac.compare_digest(actual, base64.b64decode(expected))
+
+
+def needs_rehash(stored):
+    return int(stored.split('$')[1]) < HASH_ITERATIONS
+
+
+@functools.cache
+def _dummy_hash():
+    return hash_password(secrets.token_urlsafe())
+
+
+def authenticate(email, password):
+    """The user with these credentials, or None; costs one hash either way, so timing tells nothing."""
+    user = User.get_or_none(User.email == email)
+    if user is None:
+        check_password(password, _dummy_hash())
+        return None
+    if not check_password(password, user.password):
+        return None
+    if needs_rehash(user.password):
+        user.password = hash_password(password)
+        user.save(only=[User.password])
+    return user
+
+
+# --- Tokens ------------------------------------------------------------------------------------------
+
+def unauthorized(message, error='invalid_token'):
+    """A 401 that tells the client, per RFC 6750, to come back with a valid bearer token."""
+    err = HTTPError(401, message)
+    err.set_header('WWW-Authenticate', f'Bearer error="{error}"' if error else 'Bearer')
+    return err
+
+
+class Tokens:
+    """Issues, verifies and rotates HS256 access and refresh tokens."""
+
+    def __init__(self, secret, access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600):
+        self.secret, self.access_ttl, self.refresh_ttl = secret, access_ttl, refresh_ttl
+
+    def _encode(self, user, kind, ttl, jti):
+        issued = int(time.time())
+        claims = {'sub': str(user.id), 'type': kind, 'ver': user.token_version,
+                  'iat': issued, 'exp': issued + ttl, 'jti': jti}
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
+
+    def issue_pair(self, user):
+        """A new access token and a new single-use refresh token for the user."""
+        jti = secrets.token_urlsafe(16)
+        RefreshToken.delete().where(RefreshToken.user == user, RefreshToken.expires_at < now()).execute()
+        RefreshToken.create(jti=jti, user=user,
+                            expires_at=now() + datetime.timedelta(seconds=self.refresh_ttl))
+        return {'access_token': self._encode(user, 'access', self.access_ttl, secrets.token_urlsafe(16)),
+                'refresh_token': self._encode(user, 'refresh', self.refresh_ttl, jti)}
+
+    def verify(self, token, kind, verify_exp=True):
+        """(user, claims) for a valid token of this kind whose user still exists; raises 401."""
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], leeway=10,
+                                options={'require': ['exp', 'iat', 'sub', 'jti'], 'verify_exp': verify_exp})
+        except jwt.InvalidTokenError:
+            raise unauthorized('Invalid or expired token.')
+        version, subject = claims.get('ver'), claims['sub']
+        if claims.get('type') != kind or type(version) is not int or not subject.isdigit():
+            raise unauthorized(f'A token of type "{kind}" is required.')
+        user = User.get_or_none(User.id == int(subject))
+        if user is None or user.token_version != version:
+            raise unauthorized('This token has been revoked.')
+        return user, claims
+
+    def rotate(self, refresh_token, access_token=None):
+        """Trade a refresh token for a new pair. A second use revokes every refresh token of its user."""
+        user, claims = self.verify(refresh_token, 'refresh')
+        if access_token and self.verify(access_token, 'access', verify_exp=False)[0].id != user.id:
+            raise unauthorized('The tokens belong to different users.')
+        with db.atomic():
+            spent = (RefreshToken
+                     .update(used=True)
+                     .where(RefreshToken.jti == claims['jti'], RefreshToken.used == False)  # noqa: E712
+                     .execute())
+            if spent:
+                return self.issue_pair(user)
+            RefreshToken.delete().where(RefreshToken.user == user).execute()
+        raise unauthorized('This refresh token was already used; please log in again.')
+
+    @staticmethod
+    def revoke_all(user):
+        """Invalidate every access and refresh token issued to the user so far."""
+        User.update(token_version=User.token_version + 1).where(User.id == user.id).execute()
+        RefreshToken.delete().where(RefreshToken.user == user).execute()
+
+
+# --- Login throttling --------------------------------------------------------------------------------
+
+class LoginThrottle:
+    """Limits failed logins per email and per client address within a sliding window (state in the db)."""
+
+    def __init__(self, per_email=5, per_address=50, window=300):
+        self.limits = {'email': per_email, 'ip': per_address}
+        self.window = datetime.timedelta(seconds=window)
+
+    def check(self, email, address):
+        """Raise 429 with Retry-After while either key has used up its failures."""
+        since = now() - self.window
+        for kind, value in (('email', email), ('ip', address)):
+            failures = (LoginFailure
+                        .select(LoginFailure.at)
+                        .where(LoginFailure.key == f'{kind}:{value}', LoginFailure.at > since)
+                        .order_by(LoginFailure.at.desc())
+                        .limit(self.limits[kind]))
+            times = [failure.at for failure in failures]
+            if len(times) >= self.limits[kind]:
+                retry_after = max(1, int((times[-1] - since).total_seconds()) + 1)
+                raise HTTPError(429, 'Too many failed logins; try again later.', Retry_After=str(retry_after))
+
+    def failed(self, email, address):
+        with db.atomic():
+            LoginFailure.delete().where(LoginFailure.at < now() - self.window).execute()
+            LoginFailure.insert_many([{'key': f'email:{email}'}, {'key': f'ip:{address}'}]).execute()
+
+    def succeeded(self, email):
+        LoginFailure.delete().where(LoginFailure.key == f'email:{email}').execute()
+
+
+# --- The plugin --------------------------------------------------------------------------------------
+
+class BearerAuth:
+    """Bottle plugin: routes declared with auth=True get the token's user as the `user` argument."""
+    name, api = 'auth', 2
+
+    def __init__(self, tokens):
+        self.tokens = tokens
+
+    def setup(self, app):
+        if any(getattr(other, 'name', None) == self.name for other in app.plugins if other is not self):
+            raise RuntimeError('The auth plugin is installed twice.')
+
+    def apply(self, callback, route):
+        if not route.config.get('auth'):
+            return callback
+
+        @functools.wraps(callback)
+        def with_user(*args, **kwargs):
+            scheme, _, token = request.get_header('Authorization', '').partition(' ')
+            if scheme.lower() != 'bearer' or not token.strip():
+                raise unauthorized('Authorization: Bearer <access token> is required.', error=None)
+            kwargs['user'] = self.tokens.verify(token.strip(), 'access')[0]
+            return callback(*args, **kwargs)
+        return with_user

@@ -1,0 +1,199 @@
+"""Peewee models, the database handle, and schema creation with the seed data."""
+import datetime
+import pathlib
+import sqlite3
+import uuid
+
+from peewee import (AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField,
+                    ForeignKeyField, IntegerField, Model, PostgresqlDatabase, SqliteDatabase, TextField,
+                    fn)
+from playhouse.db_url import parse as parse_db_url
+from playhouse.pool import PooledPostgresqlDatabase
+
+SEED_SQL = pathlib.Path(__file__).with_name('seed.sql')
+MAX_ID = 2**31 - 1  # PostgreSQL's integer: larger ids cannot exist, so they are 404s, not errors
+
+db = DatabaseProxy()
+
+
+def open_database(url, max_connections=8):
+    """Open a SQLite file (a path or sqlite:///path) or a pooled PostgreSQL database (postgresql://)."""
+    if url.startswith(('postgres://', 'postgresql://')):
+        return PooledPostgresqlDatabase(max_connections=max_connections, stale_timeout=300, timeout=10,
+                                        **parse_db_url(url))
+    path = url.removeprefix('sqlite:///') if url.startswith('sqlite:///') else url
+    database = SqliteDatabase(path, timeout=5, lock_type='IMMEDIATE',  # IMMEDIATE: no failed lock upgrades
+                              pragmas={'journal_mode': 'wal', 'foreign_keys': 1, 'synchronous': 'normal'})
+    database.register_function(str.lower, 'lower', 1)  # SQLite's own lower() folds ASCII only
+    return database
+
+
+def close_database():
+    """Close the current database, pooled connections included (tests and reconfiguration)."""
+    if db.obj is not None:
+        if not db.is_closed():
+            db.close()
+        if hasattr(db.obj, 'close_all'):
+            db.obj.close_all()
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+
+
+class NamedModel(BaseModel):
+    name = CharField()
+
+    def to_json(self):
+        return {'id': self.id, 'name': self.name}
+
+
+class Genre(NamedModel):
+    pass
+
+
+class Director(NamedModel):
+    pass
+
+
+class Movie(BaseModel):
+    title = CharField()
+    description = TextField(default='')
+    trailer = CharField(default='')
+    year = IntegerField()
+    rating = FloatField()
+    genre = ForeignKeyField(Genre, backref='movies', on_delete='CASCADE')
+    director = ForeignKeyField(Director, backref='movies', on_delete='CASCADE')
+
+    class Meta:
+        indexes = ((('year', 'id'), False),)  # serves ORDER BY year DESC, id DESC on both engines
+
+    @classmethod
+    def with_relations(cls):
+        return (cls.select(cls, Genre, Director)
+                .join(Genre).switch(cls)
+                .join(Director))
+
+    @classmethod
+    def listing(cls, newest=False, genre_id=None, director_id=None, year=None, q=None):
+        """Movies matching the filters, in catalogue order (id, or newest first)."""
+        query = cls.select(cls.id)
+        for field, value in ((cls.genre, genre_id), (cls.director, director_id), (cls.year, year)):
+            if value is not None:
+                query = query.where(field == value)
+        if q:
+            query = query.where(fn.lower(cls.title).contains(q.lower()))
+        return query.order_by(*cls.ordering(newest))
+
+    @classmethod
+    def ordering(cls, newest):
+        return (cls.year.desc(), cls.id.desc()) if newest else (cls.id,)
+
+    @classmethod
+    def page_of(cls, ids, newest):
+        """The full movies for a query of ids, in the same order: the page is found on the index alone."""
+        return list(cls.with_relations().where(cls.id.in_(ids)).order_by(*cls.ordering(newest)))
+
+    def to_json(self):
+        return {'id': self.id, 'title': self.title, 'description': self.description,
+                'trailer': self.trailer or '', 'year': self.year, 'rating': self.rating,
+                'genre_id': self.genre_id, 'director_id': self.director_id,
+                'genre': self.genre.to_json(), 'director': self.director.to_json()}
+
+
+class User(BaseModel):
+    email = CharField(unique=True)  # stored trimmed and lower-cased
+    password = CharField()
+    name = CharField(max_length=100, default='')
+    surname = CharField(max_length=100, default='')
+    favorite_genre = ForeignKeyField(Genre, null=True, on_delete='SET NULL')
+    token_version = IntegerField(default=0)  # bumped to revoke every token issued before
+
+    def to_json(self):
+        return {'id': self.id, 'email': self.email, 'name': self.name, 'surname': self.surname,
+                'favorite_genre': self.favorite_genre_id, 'favourite_genre': self.favorite_genre_id}
+
+    def favorite_movies(self):
+        return list(Movie.with_relations()
+                    .join_from(Movie, Favorite)
+                    .where(Favorite.user == self)
+                    .order_by(Favorite.id))
+
+
+class Favorite(BaseModel):
+    id = AutoField()  # insertion order is the order the user sees
+    user = ForeignKeyField(User, on_delete='CASCADE', index=False)
+    movie = ForeignKeyField(Movie, on_delete='CASCADE')
+
+    class Meta:
+        indexes = ((('user', 'movie'), True),)  # one bookmark per pair, even under concurrent adds
+
+
+class RefreshToken(BaseModel):
+    """Every refresh token issued: used once, then kept until expiry to detect its reuse."""
+    jti = CharField(primary_key=True)
+    user = ForeignKeyField(User, on_delete='CASCADE')
+    expires_at = DateTimeField()
+    used = BooleanField(default=False)
+
+
+class LoginFailure(BaseModel):
+    """Failed logins per email and per client address, shared by every process on the database."""
+    key = CharField()  # 'email:<address>' or 'ip:<address>'
+    at = DateTimeField(default=now)
+
+    class Meta:
+        indexes = ((('key', 'at'), False),)
+
+
+class CatalogueRevision(BaseModel):
+    """One row whose value changes whenever the catalogue does: response caches compare against it."""
+    revision = CharField(default=lambda: uuid.uuid4().hex)
+
+
+MODELS = [Genre, Director, Movie, User, Favorite, RefreshToken, LoginFailure, CatalogueRevision]
+
+
+def create_schema():
+    """Create missing tables; load seed.sql into an empty catalogue. Safe to run from many processes."""
+    with db.atomic():
+        if isinstance(db.obj, PostgresqlDatabase):
+            db.execute_sql('SELECT pg_advisory_xact_lock(25000)')  # one process creates, the rest wait
+        db.create_tables(MODELS)
+        if not Genre.select().exists():
+            load_seed()
+        if not CatalogueRevision.select().exists():
+            CatalogueRevision.create()
+
+
+def load_seed():
+    for statement in sql_statements(SEED_SQL.read_text(encoding='utf-8')):
+        db.execute_sql(statement)
+    if isinstance(db.obj, PostgresqlDatabase):
+        for model in (Genre, Director, Movie):  # explicit ids leave the sequences behind
+            table = model._meta.table_name
+            db.execute_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                           f"(SELECT MAX(id) FROM {table}))")
+
+
+def sql_statements(script):
+    """Split a script into statements (executescript would commit the open transaction)."""
+    statement = ''
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement.strip()
+            statement = ''
+
+
+def bump_catalogue_revision():
+    CatalogueRevision.update(revision=uuid.uuid4().hex).execute()
+
+
+def catalogue_revision():
+    return CatalogueRevision.select(CatalogueRevision.revision).scalar()

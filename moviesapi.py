@@ -1,0 +1,572 @@
+"""moviesapi: a movie catalogue with accounts and favourites, as a JSON API and a small web UI."""
+import argparse
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import pathlib
+import re
+import secrets
+import signal
+import sys
+import time
+from urllib.parse import urlencode
+
+import waitress
+from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, static_file
+from peewee import DatabaseError, IntegrityError
+
+import apidocs
+from auth import BearerAuth, LoginThrottle, Tokens, authenticate, hash_password, check_password
+from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision,
+                    catalogue_revision, close_database, create_schema, db, open_database)
+
+HERE = pathlib.Path(__file__).parent
+STATIC = HERE / 'static'
+PAGE_SIZE = 12
+BATCH_SIZE = 500  # rows per query when streaming a whole list
+MAX_BODY = 64 * 1024
+log = logging.getLogger('moviesapi')
+
+app = Bottle()
+app.uninstall('json')  # its encoder escapes Cyrillic and refuses lists; json_output below replaces it
+
+
+# --- Configuration -----------------------------------------------------------------------------------
+
+def configure(database_url, secret, cors_origin='*', access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600,
+              login_failures_per_email=5, login_failures_per_address=50, login_window=300,
+              cache_seconds=1.0, max_connections=8):
+    """Point the app at a database (creating and seeding it if empty) and set its keys and limits."""
+    if len(secret) < 32:
+        raise ValueError('The signing key must be at least 32 bytes long.')
+    close_database()
+    db.initialize(open_database(database_url, max_connections))
+    with db.connection_context():
+        create_schema()
+    tokens = Tokens(secret, access_ttl, refresh_ttl)
+    app.uninstall('auth')
+    app.install(BearerAuth(tokens))
+    app.config.update({
+        'moviesapi.tokens': tokens,
+        'moviesapi.throttle': LoginThrottle(login_failures_per_email, login_failures_per_address, login_window),
+        'moviesapi.cache': ResponseCache(cache_seconds),
+        'moviesapi.cors_origin': cors_origin,
+    })
+    return app
+
+
+def setting(name):
+    return app.config['moviesapi.' + name]
+
+
+# --- JSON in and out ---------------------------------------------------------------------------------
+
+def dumps(data):
+    return json.dumps(data, ensure_ascii=False, separators=(',', ':')).encode()
+
+
+def json_output(callback):
+    """Plugin: a route's dict or list becomes a JSON body (Bottle's own plugin refuses lists)."""
+    @functools.wraps(callback)
+    def encode(*args, **kwargs):
+        result = callback(*args, **kwargs)
+        if isinstance(result, (dict, list)):
+            response.content_type = 'application/json'
+            return dumps(result)
+        return result
+    return encode
+
+
+def json_body():
+    """The request's JSON object; 400 unless one was sent as application/json, 413 over 64 KiB."""
+    if request.content_type.split(';')[0].strip().lower() != 'application/json':
+        abort(400, 'Send a JSON object with Content-Type: application/json.')
+    if request.content_length > MAX_BODY:
+        abort(413, 'The request body is larger than 64 KiB.')
+    raw = request.body.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        abort(413, 'The request body is larger than 64 KiB.')
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        abort(400, 'The request body is not valid JSON.')
+    if not isinstance(body, dict):
+        abort(400, 'The request body must be a JSON object.')
+    return body
+
+
+def text(body, field, max_length, min_length=0, required=True):
+    """A string field of the body, checked for type, length and storable characters."""
+    value = body.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        abort(400, f'"{field}" must be a string.')
+    if not min_length <= len(value) <= max_length:
+        abort(400, f'"{field}" must be {min_length} to {max_length} characters long.')
+    if not storable(value):
+        abort(400, f'"{field}" contains characters that cannot be stored.')
+    return value
+
+
+def storable(value):
+    """False for NUL and lone surrogates, which valid JSON can carry but no database column can."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return '\x00' not in value
+
+
+def reject_unknown(body, allowed):
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        abort(400, f'Unexpected field(s): {", ".join(unknown)}.')
+
+
+EMAIL = re.compile(r'[^@\s]+@[^@\s]+')
+
+
+def email_field(body):
+    email = text(body, 'email', 254).strip().lower()
+    if not EMAIL.fullmatch(email):
+        abort(400, '"email" must be a valid email address.')
+    return email
+
+
+def new_password(body, field):
+    return text(body, field, 128, min_length=8)
+
+
+# --- Query parameters --------------------------------------------------------------------------------
+
+def int_param(name, maximum=MAX_ID, default=None):
+    """A positive integer query parameter; 400 for anything else, including an empty value."""
+    if name not in request.query:
+        return default
+    raw = request.query.get(name)
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        abort(400, f'"{name}" must be a whole number from 1 to {maximum}.')
+    return int(raw)
+
+
+def get_or_404(query, id):
+    """The single row with this id, or 404."""
+    found = query.where(query.model.id == id).get_or_none() if 0 < id <= MAX_ID else None
+    if found is None:
+        abort(404, f'No {query.model.__name__.lower()} with id {id}.')
+    return found
+
+
+# --- Catalogue answers: encoded once, cached per catalogue revision ---------------------------------
+
+class ResponseCache:
+    """Encoded catalogue answers, dropped when the catalogue revision changes (checked every few seconds)."""
+
+    def __init__(self, check_every, max_entries=2048):
+        self.check_every, self.max_entries = check_every, max_entries
+        self.revision, self.entries, self.next_check = None, {}, 0.0
+
+    def current(self):
+        """(revision, entries) — re-reading the revision from the database at most every check_every s."""
+        if time.monotonic() >= self.next_check:
+            revision = catalogue_revision()
+            if revision != self.revision:
+                self.revision, self.entries = revision, {}
+            self.next_check = time.monotonic() + self.check_every
+        return self.revision, self.entries
+
+    def store(self, entries, key, value):
+        if len(entries) >= self.max_entries:
+            entries.clear()
+        entries[key] = value
+
+
+def catalogue(key, render):
+    """Answer a catalogue GET from cache or render() → (body, headers), with ETag and 304 support."""
+    cache = setting('cache')
+    revision, entries = cache.current()
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).hexdigest()
+    etag = f'"{revision[:16]}{digest}"'
+    headers = {'ETag': etag, 'Cache-Control': 'public, no-cache'}
+    if etag in {tag.strip().removeprefix('W/') for tag in request.get_header('If-None-Match', '').split(',')}:
+        return HTTPResponse(status=304, headers=headers)
+    entry = entries.get(key)
+    if entry is None:
+        entry = render()
+        if isinstance(entry[0], bytes):  # a streamed list is too long to keep
+            cache.store(entries, key, entry)
+    body, extra = entry
+    return HTTPResponse(body, headers={**headers, **extra, 'Content-Type': 'application/json'})
+
+
+def render_list(query, fetch=list):
+    """A route's list: one page (12 rows, with X-Total-Count and Link) or every row, streamed if long."""
+    page = int_param('page', maximum=10**9)
+    if page is None:
+        first = fetch(query.paginate(1, BATCH_SIZE))
+        if len(first) < BATCH_SIZE:
+            return dumps([row.to_json() for row in first]), {}
+        return stream_rows(query, fetch, first), {}
+    total = query.count()
+    return dumps([row.to_json() for row in fetch(query.paginate(page, PAGE_SIZE))]), {
+        'X-Total-Count': str(total), 'Link': page_links(page, max(1, math.ceil(total / PAGE_SIZE)))}
+
+
+def stream_rows(query, fetch, first):
+    """Yield a JSON array batch by batch, so a huge list never sits in memory whole."""
+    yield b'[' + dumps([row.to_json() for row in first])[1:-1]
+    for number in range(2, sys.maxsize):
+        with db.connection_context():  # the request's own connection is closed by now
+            rows = fetch(query.paginate(number, BATCH_SIZE))
+        if rows:
+            yield b',' + dumps([row.to_json() for row in rows])[1:-1]
+        if len(rows) < BATCH_SIZE:
+            break
+    yield b']'
+
+
+def page_links(page, last):
+    """An RFC 8288 Link header to the first, previous, next and last pages, keeping the other parameters."""
+    params = {key: request.query.getunicode(key) for key in request.query if key != 'page'}
+    links = {'first': 1, 'prev': page - 1 if 1 < page <= last + 1 else None,
+             'next': page + 1 if page < last else None, 'last': last}
+    base = request.path.rstrip('/') + '/'
+    return ', '.join(
+        f'<{base}?{urlencode({**params, "page": number})}>; rel="{rel}"'
+        for rel, number in links.items() if number)
+
+
+# --- Hooks, CORS and errors --------------------------------------------------------------------------
+
+def cors_headers():
+    return {'Access-Control-Allow-Origin': setting('cors_origin'),
+            'Access-Control-Expose-Headers': 'ETag, Link, X-Total-Count, Retry-After, WWW-Authenticate'}
+
+
+@app.hook('before_request')
+def normalise_request():
+    """Answer CORS preflights, and treat /movies/ and /movies as one route."""
+    if request.method == 'OPTIONS':
+        raise HTTPResponse(status=204, headers={
+            **cors_headers(), 'Access-Control-Max-Age': '600',
+            'Access-Control-Allow-Methods': 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
+            'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-None-Match'})
+    path = request.environ['PATH_INFO']
+    if len(path) > 1 and path.endswith('/'):
+        request.environ['PATH_INFO'] = path.rstrip('/') or '/'
+
+
+@app.hook('after_request')
+def finish_request():
+    response.headers.update(cors_headers())
+    if not db.is_closed():
+        db.close()
+
+
+def json_error(error):
+    """Every error, Bottle's own included, as JSON {"message", "status"}; tracebacks stay in the log."""
+    response.content_type = 'application/json'
+    response.headers.update(cors_headers())
+    message = error.body if error.status_code < 500 else 'Internal server error.'
+    return dumps({'message': message or error.status_line, 'status': error.status_code})
+
+
+app.default_error_handler = json_error
+app.install(json_output)
+
+
+# --- Catalogue ---------------------------------------------------------------------------------------
+
+@app.get('/movies')
+def movies():
+    """Movies in id order, or newest first with status=new; filtered by genre, director, year and title."""
+    newest = request.query.get('status') == 'new'
+    filters = {'genre_id': int_param('genre_id'), 'director_id': int_param('director_id'),
+               'year': int_param('year', maximum=9999), 'q': request.query.getunicode('q') or None}
+    if filters['q'] is not None and len(filters['q']) > 200:
+        abort(400, '"q" must be at most 200 characters long.')
+    ids = Movie.listing(newest=newest, **filters)
+    return catalogue(('movies', newest, tuple(filters.values()), int_param('page')),
+                     lambda: render_list(ids, functools.partial(Movie.page_of, newest=newest)))
+
+
+@app.get('/movies/<id:int>')
+def movie(id):
+    """One movie with its genre and director."""
+    return catalogue(('movie', id), lambda: (dumps(get_or_404(Movie.with_relations(), id).to_json()), {}))
+
+
+def named_routes(model, plural):
+    """The list and item routes of a catalogue table of names (genres, directors)."""
+    @app.get(f'/{plural}')
+    def listing():
+        return catalogue((plural, int_param('page')), lambda: render_list(model.select().order_by(model.id)))
+
+    @app.get(f'/{plural}/<id:int>')
+    def item(id):
+        return catalogue((plural, 'item', id), lambda: (dumps(get_or_404(model.select(), id).to_json()), {}))
+
+
+named_routes(Genre, 'genres')
+named_routes(Director, 'directors')
+
+
+# --- Accounts ----------------------------------------------------------------------------------------
+
+@app.post('/auth/register')
+def register():
+    """Create an account: 201 with the user; 400 for a bad email or password; 409 if the email is taken."""
+    body = json_body()
+    email, password = email_field(body), new_password(body, 'password')
+    try:
+        with db.atomic():
+            user = User.create(email=email, password=hash_password(password))
+    except IntegrityError:
+        abort(409, 'An account with this email already exists.')
+    response.status = 201
+    return user.to_json()
+
+
+@app.post('/auth/login')
+def login():
+    """Trade an email and password for a token pair; 401 for bad credentials, 429 when throttled."""
+    body = json_body()
+    email, password = text(body, 'email', 1000).strip().lower(), text(body, 'password', 1000)
+    throttle, address = setting('throttle'), request.environ.get('REMOTE_ADDR', '')
+    throttle.check(email, address)
+    user = authenticate(email, password)
+    if user is None:
+        throttle.failed(email, address)
+        abort(401, 'Wrong email or password.')
+    throttle.succeeded(email)
+    return setting('tokens').issue_pair(user)
+
+
+@app.put('/auth/login')
+def refresh():
+    """Trade a refresh token (and optionally the old access token) for a new pair."""
+    body = json_body()
+    refresh_token = text(body, 'refresh_token', 4096)
+    access_token = text(body, 'access_token', 4096, required=False)
+    return setting('tokens').rotate(refresh_token, access_token)
+
+
+@app.get('/user', auth=True)
+def profile(user):
+    """The logged-in user."""
+    return user.to_json()
+
+
+@app.patch('/user', auth=True)
+def update_profile(user):
+    """Change name, surname and favourite genre (either spelling; null clears it)."""
+    body = json_body()
+    reject_unknown(body, {'name', 'surname', 'favorite_genre', 'favourite_genre'})
+    changes = {field: text(body, field, 100) for field in ('name', 'surname') if field in body}
+    genre_fields = [body[field] for field in ('favorite_genre', 'favourite_genre') if field in body]
+    if len(set(map(str, genre_fields))) > 1:
+        abort(400, '"favorite_genre" and "favourite_genre" disagree.')
+    if genre_fields:
+        changes['favorite_genre'] = genre_id(genre_fields[0])
+    if changes:
+        User.update(changes).where(User.id == user.id).execute()
+    return User.get_by_id(user.id).to_json()
+
+
+def genre_id(value):
+    """An existing genre's id from an int or a string of digits; None for null or ''."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int:
+        abort(400, '"favorite_genre" must be a genre id or null.')
+    if not 0 < value <= MAX_ID or not Genre.select().where(Genre.id == value).exists():
+        abort(400, f'There is no genre with id {value}.')
+    return value
+
+
+@app.put('/user/password', auth=True)
+def change_password(user):
+    """Check the current password, set the new one and revoke every token issued before: 204."""
+    body = json_body()
+    current_field, new_field = (('old_password', 'new_password') if 'old_password' in body
+                                else ('password_1', 'password_2'))
+    current, new = text(body, current_field, 1000), new_password(body, new_field)
+    if not check_password(current, user.password):
+        abort(403, 'The current password is wrong.')
+    with db.atomic():
+        User.update(password=hash_password(new)).where(User.id == user.id).execute()
+        Tokens.revoke_all(user)
+    response.status = 204
+
+
+# --- Favourites --------------------------------------------------------------------------------------
+
+@app.get('/favorites/movies', auth=True)
+def favorites(user):
+    """The user's favourite movies, in the order they were added."""
+    return [movie.to_json() for movie in user.favorite_movies()]
+
+
+@app.post('/favorites/movies/<id:int>', auth=True)
+def add_favorite(user, id):
+    """Bookmark a movie: 201 when added, 200 when it already was; 404 for an unknown movie."""
+    movie = get_or_404(Movie.with_relations(), id)
+    added = Favorite.insert(user=user, movie=movie).on_conflict_ignore().as_rowcount().execute()
+    response.status = 201 if added else 200
+    return movie.to_json()
+
+
+@app.delete('/favorites/movies/<id:int>', auth=True)
+def remove_favorite(user, id):
+    """Remove a bookmark: 204; 404 if the movie was not a favourite."""
+    if not Favorite.delete().where(Favorite.user == user, Favorite.movie == id).execute():
+        abort(404, f'Movie {id} is not among your favourites.')
+    response.status = 204
+
+
+# --- Service routes and the web UI -------------------------------------------------------------------
+
+@app.get('/health')
+def health():
+    """200 once the database answers."""
+    try:
+        db.execute_sql('SELECT 1')
+    except DatabaseError:
+        abort(503, 'The database does not answer.')
+    return {'status': 'ok'}
+
+
+@app.get('/openapi.json')
+def openapi():
+    """The OpenAPI 3.1 description of this API."""
+    return static_file('openapi.json', root=HERE, mimetype='application/json')
+
+
+@functools.cache
+def api_reference():
+    return apidocs.render_html(json.loads((HERE / 'openapi.json').read_text(encoding='utf-8')))
+
+
+@app.get('/docs')
+def docs():
+    """A readable HTML reference generated from the OpenAPI document."""
+    return api_reference()
+
+
+@app.get('/static/<path:path>')
+def assets(path):
+    return static_file(path, root=STATIC)
+
+
+@app.get('/')
+@app.get('/<page:re:(?:catalog|movie|genre|director|login|register|profile|saved)(?:/.*)?>')
+def web_ui(page=None):
+    """The single-page web UI: the same HTML for each of its pages; the script routes in the browser."""
+    return static_file('index.html', root=STATIC)
+
+
+# --- Command line ------------------------------------------------------------------------------------
+
+def access_log(wsgi_app):
+    """WSGI middleware: one line per request with method, path, status and duration (never the query)."""
+    def logged(environ, start_response):
+        started, status = time.perf_counter(), []
+
+        def start(line, headers, exc_info=None):
+            status.append(line.split(' ', 1)[0])
+            return start_response(line, headers, exc_info)
+        try:
+            return wsgi_app(environ, start)
+        finally:
+            log.info('%s %s %s %.1fms', environ['REQUEST_METHOD'], environ.get('PATH_INFO', ''),
+                     status[0] if status else '-', (time.perf_counter() - started) * 1000)
+    return logged
+
+
+def signing_key(database_url):
+    """MOVIESAPI_SECRET, or a random key kept (mode 0600) beside the SQLite file so tokens survive restarts."""
+    if os.environ.get('MOVIESAPI_SECRET'):
+        return os.environ['MOVIESAPI_SECRET']
+    path = pathlib.Path('moviesapi.secret')
+    if '://' not in database_url or database_url.startswith('sqlite:///'):
+        sqlite_file = pathlib.Path(database_url.removeprefix('sqlite:///'))
+        path = sqlite_file.with_name(sqlite_file.name + '.secret')
+    if not path.exists():
+        draft = path.with_name(f'.{path.name}.{os.getpid()}')
+        with open(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'w') as file:
+            file.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)  # atomic: when two processes race, both end up with the same key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    log.info('MOVIESAPI_SECRET is not set; signing tokens with the key in %s', path)
+    return path.read_text().strip()
+
+
+def import_catalogue(path):
+    """Upsert genres, directors and movies from a JSON file ({"genres": [...], ...}, "pk" = id)."""
+    data = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
+    with db.atomic():
+        for model, key in ((Genre, 'genres'), (Director, 'directors'), (Movie, 'movies')):
+            for row in data.get(key, []):
+                fields = {name: value for name, value in row.items() if name != 'pk'}
+                model.insert(id=row['pk'], **fields).on_conflict(conflict_target=[model.id],
+                                                                 update=fields).execute()
+        bump_catalogue_revision()
+    return sum(len(data.get(key, [])) for key in ('genres', 'directors', 'movies'))
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description='Serve the moviesapi JSON API and web UI with Waitress.')
+    parser.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1)')
+    parser.add_argument('--port', type=int, default=25000, help='port to listen on (default: 25000)')
+    parser.add_argument('--db', default=os.environ.get('MOVIESAPI_DATABASE_URL', 'movies.db'),
+                        help='SQLite file, sqlite:///path or postgresql://user:pass@host:port/name '
+                             '(default: $MOVIESAPI_DATABASE_URL or movies.db)')
+    parser.add_argument('--threads', type=int, default=8, help='Waitress worker threads (default: 8)')
+    parser.add_argument('--cors-origin', default='*', help='Access-Control-Allow-Origin value (default: *)')
+    parser.add_argument('--access-ttl', type=int, default=15 * 60, help='access token lifetime, s (900)')
+    parser.add_argument('--refresh-ttl', type=int, default=30 * 24 * 3600,
+                        help='refresh token lifetime, s (2592000 = 30 days)')
+    parser.add_argument('--login-failures-per-email', type=int, default=5,
+                        help='failed logins per email within the window before 429 (5)')
+    parser.add_argument('--login-failures-per-address', type=int, default=50,
+                        help='failed logins per client address within the window before 429 (50)')
+    parser.add_argument('--login-window', type=int, default=300, help='login throttling window, s (300)')
+    parser.add_argument('--cache-seconds', type=float, default=1.0,
+                        help='how often each process checks for catalogue changes, s (1)')
+    parser.add_argument('--trusted-proxy', help='address of a reverse proxy whose X-Forwarded-For to trust')
+    parser.add_argument('--import', dest='import_file', metavar='FILE',
+                        help='upsert the catalogue from a JSON file (genres, directors, movies), then exit')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    configure(args.db, signing_key(args.db), cors_origin=args.cors_origin, access_ttl=args.access_ttl,
+              refresh_ttl=args.refresh_ttl, login_failures_per_email=args.login_failures_per_email,
+              login_failures_per_address=args.login_failures_per_address, login_window=args.login_window,
+              cache_seconds=args.cache_seconds, max_connections=args.threads + 2)
+    if args.import_file:
+        with db.connection_context():
+            log.info('Imported %d catalogue rows from %s', import_catalogue(args.import_file), args.import_file)
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # let Waitress finish in-flight requests
+    proxy = {'trusted_proxy': args.trusted_proxy, 'trusted_proxy_count': 1,
+             'trusted_proxy_headers': 'x-forwarded-for x-forwarded-proto'} if args.trusted_proxy else {}
+    waitress.serve(access_log(app), host=args.host, port=args.port, threads=args.threads, ident='moviesapi',
+                   max_request_body_size=1024 * 1024, max_request_header_size=16 * 1024,
+                   channel_timeout=30, **proxy)
+
+
+if __name__ == '__main__':
+    main()
