@@ -552,10 +552,13 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    configure(args.db, signing_key(args.db), cors_origin=args.cors_origin, access_ttl=args.access_ttl,
-              refresh_ttl=args.refresh_ttl, login_failures_per_email=args.login_failures_per_email,
-              login_failures_per_address=args.login_failures_per_address, login_window=args.login_window,
-              cache_seconds=args.cache_seconds, max_connections=args.threads + 2)
+    try:
+        configure(args.db, signing_key(args.db), cors_origin=args.cors_origin, access_ttl=args.access_ttl,
+                  refresh_ttl=args.refresh_ttl, login_failures_per_email=args.login_failures_per_email,
+                  login_failures_per_address=args.login_failures_per_address, login_window=args.login_window,
+                  cache_seconds=args.cache_seconds, max_connections=args.threads + 2)
+    except ValueError as err:
+        sys.exit(f'moviesapi: {err}')
     if args.import_file:
         with db.connection_context():
             log.info('Imported %d catalogue rows from %s', import_catalogue(args.import_file), args.import_file)

@@ -1,0 +1,223 @@
+"""Registration, login, token rotation and every token attack, login throttling, request bodies."""
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+import moviesapi
+from models import RefreshToken, User
+
+PROTECTED = [('get', '/user/'), ('patch', '/user/'), ('put', '/user/password'), ('get', '/favorites/movies/'),
+             ('post', '/favorites/movies/1'), ('delete', '/favorites/movies/1')]
+
+
+def bearer(token):
+    return {'Authorization': 'Bearer ' + token}
+
+
+def forge(claims, key=None, algorithm='HS256', headers=None):
+    """A token signed with the app's key (or another one), with full control over the claims."""
+    key = moviesapi.setting('tokens').secret if key is None else key
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+
+def claims_for(user_id, kind='access', ttl=900, **extra):
+    now = int(time.time())
+    return {'sub': str(user_id), 'type': kind, 'ver': 0, 'iat': now, 'exp': now + ttl, 'jti': 'x', **extra}
+
+
+# --- Registration ------------------------------------------------------------------------------------
+
+def test_register_returns_the_user_without_secrets(app):
+    res = app.post_json('/auth/register', {'email': '  Anna@Example.COM ', 'password': 'долгий пароль'},
+                        status=201)
+    assert res.json == {'id': res.json['id'], 'email': 'anna@example.com', 'name': '', 'surname': '',
+                        'favorite_genre': None, 'favourite_genre': None}
+    stored = User.get(User.email == 'anna@example.com').password
+    assert stored.startswith('pbkdf2_sha256$') and 'долгий' not in stored
+
+
+def test_email_is_one_account_whatever_its_case(app):
+    app.post_json('/auth/register', {'email': 'a@x.com', 'password': 'password1'}, status=201)
+    res = app.post_json('/auth/register', {'email': ' A@X.COM', 'password': 'password2'}, status=409)
+    assert res.json['message']
+
+
+@pytest.mark.parametrize('body', [
+    {'email': 'no-at-sign', 'password': 'password1'},
+    {'email': '', 'password': 'password1'},
+    {'email': 'a b@x.com', 'password': 'password1'},
+    {'email': 'a@@x.com', 'password': 'password1'},
+    {'email': 'a' * 250 + '@x.com', 'password': 'password1'},
+    {'email': 'a@x.com', 'password': 'short'},
+    {'email': 'a@x.com', 'password': 'p' * 129},
+    {'email': 'a@x.com'},
+    {'password': 'password1'},
+    {'email': 42, 'password': 'password1'},
+    {'email': 'a@x.com', 'password': ['password1']},
+    {'email': 'a@x.com', 'password': 'pass\x00word1'},
+    {'email': 'a@x.com', 'password': 'pass\ud800word1'},
+])
+def test_invalid_registrations_are_400(app, body):
+    assert app.post_json('/auth/register', body, status=400).json['message']
+
+
+@pytest.mark.parametrize('body, content_type, status', [
+    (b'{"email": ', 'application/json', 400),
+    (b'["a@x.com", "password1"]', 'application/json', 400),
+    (b'"text"', 'application/json', 400),
+    (b'', 'application/json', 400),
+    (b'email=a@x.com&password=password1', 'application/x-www-form-urlencoded', 400),
+    (b'{"email": "a@x.com", "password": "password1"}', 'text/plain', 400),
+    (b'[' * 50000 + b']' * 50000, 'application/json', 413),
+    (b'[' * 30000 + b']' * 30000, 'application/json', 400),
+    (b'{"email": "a@x.com", "password": "' + b'p' * 70000 + b'"}', 'application/json', 413),
+    (b'\xff\xfe{}', 'application/json', 400),
+])
+def test_bodies_that_are_not_a_small_json_object_are_rejected(app, body, content_type, status):
+    res = app.post('/auth/register', body, headers={'Content-Type': content_type}, status=status)
+    assert res.json['message']
+    assert User.select().count() == 0
+
+
+# --- Login -------------------------------------------------------------------------------------------
+
+def test_login_issues_typed_hs256_tokens(app, user):
+    for kind in ('access', 'refresh'):
+        token = user[f'{kind}_token']
+        assert jwt.get_unverified_header(token)['alg'] == 'HS256'
+        claims = jwt.decode(token, options={'verify_signature': False})
+        assert claims['type'] == kind and claims['sub'].isdigit()
+        assert {'sub', 'type', 'iat', 'exp', 'jti'} <= set(claims)
+    lifetime = lambda token: (lambda c: c['exp'] - c['iat'])(jwt.decode(token, options={'verify_signature': False}))
+    assert lifetime(user['access_token']) == 15 * 60 and lifetime(user['refresh_token']) == 30 * 24 * 3600
+
+
+def test_wrong_password_and_unknown_email_look_the_same(app, user):
+    wrong = app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
+    unknown = app.post_json('/auth/login', {'email': 'nobody@x.com', 'password': 'wrong password'}, status=401)
+    assert wrong.json == unknown.json
+
+
+def test_login_ignores_email_case_and_spaces(app, user):
+    app.post_json('/auth/login', {'email': ' ' + user['email'].upper(), 'password': user['password']}, status=200)
+
+
+@pytest.mark.parametrize('body', [{}, {'email': 'a@x.com'}, {'email': None, 'password': 'x'},
+                                  {'email': 'a@x.com', 'password': 12345678}])
+def test_malformed_logins_are_400(app, body):
+    app.post_json('/auth/login', body, status=400)
+
+
+# --- Protected routes and token attacks --------------------------------------------------------------
+
+@pytest.mark.parametrize('method, path', PROTECTED)
+def test_protected_routes_need_a_bearer_token(app, method, path):
+    res = getattr(app, method)(path, status=401)
+    assert res.json['message'] and res.headers['WWW-Authenticate'].startswith('Bearer')
+    getattr(app, method)(path, headers={'Authorization': 'Bearer undefined'}, status=401)
+
+
+@pytest.mark.parametrize('attack', ['expired', 'tampered', 'alg_none', 'wrong_key', 'malformed', 'refresh_as_access',
+                                    'no_type', 'int_sub', 'missing_exp', 'string_version', 'hs512'])
+def test_token_attacks_get_401(app, user, attack):
+    user_id = app.get('/user/', headers=user['headers']).json['id']
+    header, payload, signature = user['access_token'].split('.')
+    raw = json.loads(base64.urlsafe_b64decode(payload + '=='))
+    tokens = {
+        'expired': lambda: forge(claims_for(user_id, ttl=-60)),
+        'tampered': lambda: '.'.join([header, base64.urlsafe_b64encode(
+            json.dumps({**raw, 'sub': str(user_id + 1)}).encode()).decode().rstrip('='), signature]),
+        'alg_none': lambda: forge(claims_for(user_id), key='', algorithm='none'),
+        'wrong_key': lambda: forge(claims_for(user_id), key='another key that is long enough 1234'),
+        'malformed': lambda: 'not-a-jwt',
+        'refresh_as_access': lambda: user['refresh_token'],
+        'no_type': lambda: forge({k: v for k, v in claims_for(user_id).items() if k != 'type'}),
+        'int_sub': lambda: forge({**claims_for(user_id), 'sub': 'abc'}),
+        'missing_exp': lambda: forge({k: v for k, v in claims_for(user_id).items() if k != 'exp'}),
+        'string_version': lambda: forge({**claims_for(user_id), 'ver': '0'}),
+        'hs512': lambda: forge(claims_for(user_id), algorithm='HS512'),
+    }
+    res = app.get('/user/', headers=bearer(tokens[attack]()), status=401)
+    assert res.json['message'] and 'invalid_token' in res.headers['WWW-Authenticate']
+
+
+def test_a_forged_but_valid_token_is_accepted_so_the_attacks_above_prove_something(app, user):
+    user_id = app.get('/user/', headers=user['headers']).json['id']
+    assert app.get('/user/', headers=bearer(forge(claims_for(user_id))), status=200).json['id'] == user_id
+
+
+def test_token_of_a_deleted_user_is_401(app, user):
+    User.delete().execute()
+    app.get('/user/', headers=user['headers'], status=401)
+    app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=401)
+
+
+# --- Refresh -----------------------------------------------------------------------------------------
+
+def test_refresh_rotates_the_pair(app, user):
+    pair = app.put_json('/auth/login/', {'access_token': user['access_token'],
+                                         'refresh_token': user['refresh_token']}, status=200).json
+    assert set(pair) == {'access_token', 'refresh_token'} and pair['refresh_token'] != user['refresh_token']
+    app.get('/user/', headers=bearer(pair['access_token']), status=200)
+    app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=200)
+
+
+def test_reusing_a_refresh_token_revokes_the_whole_family(app, user):
+    pair = app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=200).json
+    app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=401)
+    app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=401)
+    assert RefreshToken.select().count() == 0
+
+
+def test_refresh_accepts_an_expired_access_token_of_the_same_user(app, user):
+    user_id = app.get('/user/', headers=user['headers']).json['id']
+    expired = forge(claims_for(user_id, ttl=-3600))
+    app.put_json('/auth/login', {'access_token': expired, 'refresh_token': user['refresh_token']}, status=200)
+
+
+def test_refresh_rejects_mismatched_or_wrong_typed_tokens(app, make_user):
+    alice, bob = make_user(), make_user()
+    app.put_json('/auth/login', {'access_token': bob['access_token'], 'refresh_token': alice['refresh_token']},
+                 status=401)
+    app.put_json('/auth/login', {'refresh_token': alice['access_token']}, status=401)
+    app.put_json('/auth/login', {'refresh_token': 'garbage'}, status=401)
+    app.put_json('/auth/login', {'access_token': alice['access_token']}, status=400)
+    app.put_json('/auth/login', {'refresh_token': forge(claims_for(1, 'refresh', ttl=-10))}, status=401)
+
+
+# --- Throttling --------------------------------------------------------------------------------------
+
+def test_five_failures_lock_the_email_even_for_the_right_password(app, user):
+    for _ in range(5):
+        app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
+    res = app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=429)
+    assert res.json['message'] and 0 < int(res.headers['Retry-After']) <= 300
+
+
+def test_a_successful_login_resets_the_count(app, user):
+    for _ in range(2):
+        for _ in range(4):
+            app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
+        app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=200)
+
+
+def test_the_lock_ends_with_the_window(app, user, database_url):
+    moviesapi.configure(database_url, 'k' * 32, login_failures_per_email=2, login_window=1)
+    for _ in range(2):
+        app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
+    app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=429)
+    time.sleep(1.2)
+    app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=200)
+
+
+def test_one_address_guessing_many_emails_is_throttled(app, database_url, make_user):
+    moviesapi.configure(database_url, 'k' * 32, login_failures_per_address=3)
+    victim = make_user()
+    for number in range(3):
+        app.post_json('/auth/login', {'email': f'guess{number}@x.com', 'password': 'password1'}, status=401)
+    app.post_json('/auth/login', {'email': victim['email'], 'password': victim['password']}, status=429)
+    app.post_json('/auth/login', {'email': victim['email'], 'password': victim['password']},
+                  extra_environ={'REMOTE_ADDR': '10.0.0.2'}, status=200)
