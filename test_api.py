@@ -205,3 +205,19 @@ def test_starting_twice_does_not_seed_twice(app, database_url):
     import moviesapi
     moviesapi.configure(database_url, 'k' * 32)
     assert len(app.get('/movies/').json) == 20 and len(app.get('/genres/').json) == 18
+
+
+def test_a_list_longer_than_one_batch_streams_whole_and_in_order(app):
+    from models import Movie, bump_catalogue_revision
+    import moviesapi
+    extra = moviesapi.BATCH_SIZE * 2 + 7
+    Movie.insert_many([{'title': f'Фильм {n}', 'year': 2000 + n % 20, 'rating': 5.0, 'genre': 1 + n % 18,
+                        'director': 1 + n % 20} for n in range(extra)]).execute()
+    bump_catalogue_revision()
+    moviesapi.setting('cache').next_check = 0  # as if the cache's check interval had passed
+    for query in ('', '?status=new'):
+        res = app.get('/movies/' + query)
+        assert res.headers['ETag']
+        keys = [(m['year'], m['id']) if query else m['id'] for m in res.json]
+        assert len(keys) == 20 + extra and keys == sorted(keys, reverse=bool(query))
+    assert not moviesapi.setting('cache').entries  # streamed lists are too long to cache
