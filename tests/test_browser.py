@@ -1,0 +1,494 @@
+"""The web UI end to end: Playwright drives Debian's Chromium against the real server on a free port.
+
+Each test gets a fresh server and database (conftest's `live_server`) and its own browser context, so
+localStorage starts empty; one Chromium serves the whole session. Without Chromium or Playwright the
+tests skip on a developer's machine and fail in CI (CI=true), so a missing browser never passes silently.
+"""
+import json
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # reported by the `browser` fixture
+    expect = sync_playwright = None
+
+CHROMIUM = os.environ.get('MOVIESAPI_CHROMIUM', '/usr/bin/chromium')
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
+DESKTOP = {'width': 1280, 'height': 900}
+PHONE = {'width': 375, 'height': 812}
+PASSWORD = 'correct-horse-42'
+PAGE_SIZE = 12
+LOCAL_HOSTS = {'127.0.0.1', 'localhost'}
+
+
+def missing(reason):
+    """Skip on a developer's machine; fail in CI, where the browser tests must run."""
+    if os.environ.get('CI') == 'true':
+        pytest.fail(f'{reason}; CI must run the browser tests', pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope='session')
+def browser():
+    """One headless Debian Chromium for the whole session."""
+    if sync_playwright is None:
+        missing('Playwright is not installed (pip install -r requirements-dev.txt)')
+    if not os.access(CHROMIUM, os.X_OK):
+        missing(f'{CHROMIUM} not found (apt-get install chromium)')
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def only_local(route):
+    """No internet here: YouTube thumbnails and anything else off this machine fail at once."""
+    if urllib.parse.urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+        route.continue_()
+    else:
+        route.abort()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser context on the live server; fails the test on any uncaught JavaScript error."""
+    context = browser.new_context(base_url=live_server.url, viewport=DESKTOP, locale='ru-RU')
+    context.set_default_timeout(10_000)
+    context.route('**/*', only_local)
+    tab = context.new_page()
+    errors = []
+    tab.on('pageerror', lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, f'JavaScript errors in the page: {errors}'
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """SQLite only: the UI cannot tell the engines apart, and the API suites cover PostgreSQL."""
+    return str(tmp_path / 'movies.db')
+
+
+# --- Helpers -----------------------------------------------------------------------------------------
+
+def call_api(server, method, path, body=None, token=None):
+    """(status, JSON) straight from the API, for setting up and checking what the UI shows."""
+    headers = {'Content-Type': 'application/json'} if body is not None else {}
+    if token:
+        headers['Authorization'] = f'Bearer {token}'
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server.url + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b'null')
+
+
+def new_email():
+    return f'viewer-{uuid.uuid4().hex[:10]}@example.com'
+
+
+def registered_user(server):
+    email = new_email()
+    status, _ = call_api(server, 'POST', '/auth/register', {'email': email, 'password': PASSWORD})
+    assert status == 201
+    return email
+
+
+def submit_login_form(page, email, password=PASSWORD):
+    page.get_by_label('Электронная почта').fill(email)
+    page.get_by_label('Пароль').fill(password)
+    page.get_by_role('button', name='Войти').click()
+
+
+def log_in(page, email, password=PASSWORD):
+    page.goto('/login')
+    submit_login_form(page, email, password)
+
+
+def logged_in_as_new_user(page, server):
+    email = registered_user(server)
+    log_in(page, email)
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+    return email
+
+
+def stored_tokens(page):
+    return page.evaluate("[localStorage.getItem('moviesapi.access'), localStorage.getItem('moviesapi.refresh')]")
+
+
+def cards(page):
+    return page.locator('main .card')
+
+
+def card_titles(page):
+    return [title.strip() for title in page.locator('main .card-title').all_inner_texts()]
+
+
+def assert_no_raw_data(page):
+    text = page.locator('body').inner_text()
+    for junk in ('undefined', 'null', 'NaN', '[object', '{"'):
+        assert junk not in text, f'{junk!r} reached the screen'
+
+
+def held_back(page, url_pattern):
+    """Hold requests matching the pattern until the returned release() is called."""
+    held, released = [], []
+
+    def hold(route):
+        if released:
+            route.fallback()
+        else:
+            held.append(route)
+
+    def release():
+        for _ in range(500):
+            if held:
+                break
+            page.wait_for_timeout(20)
+        assert held, f'no request matched {url_pattern}'
+        released.append(True)
+        for route in held:
+            route.fallback()
+
+    page.route(url_pattern, hold)
+    return release
+
+
+# --- Browsing ----------------------------------------------------------------------------------------
+
+def test_home_shows_newest_movies_genres_and_directors(page, live_server):
+    _, newest = call_api(live_server, 'GET', '/movies/?status=new&page=1')
+    _, genres = call_api(live_server, 'GET', '/genres/')
+    page.goto('/')
+    expect(page.get_by_role('heading', level=1)).to_have_text('Кинотека')
+    expect(cards(page)).to_have_count(PAGE_SIZE)
+    assert card_titles(page) == [movie['title'] for movie in newest]
+    expect(page.locator('.chips').first.get_by_role('link')).to_have_count(len(genres))
+    assert_no_raw_data(page)
+
+    poster = page.locator('.card .poster').first  # thumbnails are blocked: the box keeps its shape
+    box = poster.bounding_box()
+    assert box['height'] == pytest.approx(box['width'] * 9 / 16, abs=2)
+    expect(poster.locator('.poster-initial')).to_be_visible()
+    expect(page.locator('.card .poster img')).to_have_count(0)  # failed images are removed: no broken icons
+
+    genre = genres[0]
+    page.get_by_role('link', name=genre['name'], exact=True).click()
+    expect(page).to_have_url(f'{live_server.url}/genre/{genre["id"]}')
+    expect(page.get_by_role('heading', level=1)).to_have_text(genre['name'])
+    _, in_genre = call_api(live_server, 'GET', f'/movies/?genre_id={genre["id"]}&page=1')
+    expect(cards(page)).to_have_count(len(in_genre))
+    assert card_titles(page) == [movie['title'] for movie in in_genre]
+
+
+def test_catalogue_pages_through_every_movie_and_sorts_newest_first(page, live_server):
+    _, every_movie = call_api(live_server, 'GET', '/movies/')
+    page.goto('/')
+    release = held_back(page, re.compile(r'/movies/\?'))
+    page.get_by_role('navigation', name='Основная навигация').get_by_role('link', name='Каталог').click()
+    expect(page).to_have_url(f'{live_server.url}/catalog')
+    expect(page.get_by_role('status')).to_have_text('Загружаем фильмы…')
+    release()
+    expect(cards(page)).to_have_count(PAGE_SIZE)
+    seen = card_titles(page)
+    expect(page.get_by_role('link', name='← Назад')).to_have_count(0)
+
+    page.get_by_role('link', name='Вперёд →').click()
+    expect(page).to_have_url(f'{live_server.url}/catalog?page=2')
+    expect(cards(page)).to_have_count(len(every_movie) - PAGE_SIZE)
+    seen += card_titles(page)
+    assert seen == [movie['title'] for movie in every_movie]
+
+    page.go_back()
+    expect(page).to_have_url(f'{live_server.url}/catalog')
+    expect(cards(page).first).to_contain_text(every_movie[0]['title'])
+
+    page.get_by_role('link', name='Сначала новые').click()
+    expect(page).to_have_url(f'{live_server.url}/catalog?sort=new')
+    _, newest = call_api(live_server, 'GET', '/movies/?status=new&page=1')
+    expect(cards(page).first).to_contain_text(newest[0]['title'])
+    assert card_titles(page) == [movie['title'] for movie in newest]
+
+    page.goto('/catalog?page=99')
+    expect(page.get_by_text('На этой странице фильмов нет.')).to_be_visible()
+    assert_no_raw_data(page)
+
+
+def test_movie_page_shows_the_facts_and_links_to_genre_and_director(page, live_server):
+    _, movie = call_api(live_server, 'GET', '/movies/1')
+    page.goto('/catalog')
+    page.get_by_role('link', name=movie['title']).click()
+    expect(page).to_have_url(f'{live_server.url}/movie/1')
+    expect(page.get_by_role('heading', level=1)).to_have_text(movie['title'])
+    expect(page.locator('.facts')).to_contain_text(str(movie['year']))
+    expect(page.locator('.facts')).to_contain_text(f'{movie["rating"]:.1f}')
+    expect(page.locator('.description')).to_have_text(movie['description'])
+    trailer = page.get_by_role('link', name='Смотреть трейлер')
+    expect(trailer).to_have_attribute('href', movie['trailer'])
+    expect(trailer).to_have_attribute('target', '_blank')
+    expect(page.get_by_role('link', name='Войдите, чтобы добавить в избранное')).to_be_visible()
+    assert page.title() == f'{movie["title"]} — Кинотека'
+    assert_no_raw_data(page)
+
+    page.get_by_role('link', name=movie['director']['name']).click()
+    expect(page.get_by_role('heading', level=1)).to_have_text(movie['director']['name'])
+    expect(page.get_by_role('link', name=movie['title'])).to_be_visible()
+    page.go_back()
+    page.get_by_role('link', name=movie['genre']['name']).click()
+    expect(page.get_by_role('heading', level=1)).to_have_text(movie['genre']['name'])
+    expect(page.get_by_role('link', name=movie['title'])).to_be_visible()
+
+
+NOT_FOUND = {
+    '/catalog/no-such-page': 'Страница не найдена',
+    '/movie/abc': 'Страница не найдена',
+    '/movie/1/extra': 'Страница не найдена',
+    '/movie/999999': 'Фильм не найден',
+    '/genre/999999': 'Жанр не найден',
+    '/director/999999': 'Режиссёр не найден',
+}
+
+
+def test_unknown_pages_show_a_friendly_not_found_view(page):
+    for path, heading in NOT_FOUND.items():
+        page.goto(path)
+        expect(page.get_by_role('heading', level=1)).to_have_text(heading)
+        expect(page.get_by_role('link', name='На главную')).to_be_visible()
+        assert_no_raw_data(page)
+
+
+# --- Accounts ----------------------------------------------------------------------------------------
+
+def test_register_logout_then_login_with_wrong_and_right_password(page, live_server):
+    email = new_email()
+    page.goto('/')
+    page.get_by_role('link', name='Регистрация').click()
+    page.get_by_label('Электронная почта').fill(email)
+    page.get_by_label('Пароль').fill(PASSWORD)
+    page.get_by_role('button', name='Создать аккаунт').click()
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+    expect(page).to_have_url(f'{live_server.url}/')
+    assert all(stored_tokens(page))
+
+    page.get_by_role('button', name='Выйти').click()
+    expect(page.get_by_role('link', name='Войти')).to_be_visible()
+    assert stored_tokens(page) == [None, None]
+
+    page.get_by_role('link', name='Регистрация').click()
+    page.get_by_label('Электронная почта').fill(email.upper())
+    page.get_by_label('Пароль').fill(PASSWORD)
+    page.get_by_role('button', name='Создать аккаунт').click()
+    _, duplicate = call_api(live_server, 'POST', '/auth/register', {'email': email, 'password': PASSWORD})
+    expect(page.get_by_role('alert')).to_have_text(duplicate['message'])
+
+    log_in(page, email, 'not-the-password')
+    _, refused = call_api(live_server, 'POST', '/auth/login', {'email': 'nobody@example.com', 'password': 'x' * 8})
+    expect(page.get_by_role('alert')).to_have_text(refused['message'])
+    expect(page).to_have_url(f'{live_server.url}/login')
+
+    page.get_by_label('Пароль').fill(PASSWORD)
+    page.get_by_label('Пароль').press('Enter')
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+    expect(page).to_have_url(f'{live_server.url}/')
+
+
+def test_login_returns_the_user_to_the_page_they_came_from(page, live_server):
+    email = registered_user(live_server)
+    page.goto('/movie/3')
+    page.get_by_role('link', name='Войдите, чтобы добавить в избранное').click()
+    expect(page).to_have_url(re.compile(r'/login\?next=%2Fmovie%2F3$'))
+    submit_login_form(page, email)
+    expect(page).to_have_url(f'{live_server.url}/movie/3')
+    expect(page.get_by_role('button', name='☆ В избранное')).to_be_visible()
+    page.get_by_role('button', name='Выйти').click()
+
+    page.goto('/catalog?page=2')
+    page.get_by_role('link', name='Войти').click()
+    submit_login_form(page, email)
+    expect(page).to_have_url(f'{live_server.url}/catalog?page=2')
+    page.get_by_role('button', name='Выйти').click()
+
+    page.goto('/login?next=//evil.example/')  # only paths on this site are followed
+    submit_login_form(page, email)
+    expect(page).to_have_url(f'{live_server.url}/')
+
+
+def test_pages_for_members_send_guests_to_login(page, live_server):
+    for path in ('/profile', '/saved'):
+        page.goto(path)
+        expect(page).to_have_url(f'{live_server.url}/login?next={path.replace("/", "%2F")}')
+        expect(page.get_by_role('heading', level=1)).to_have_text('Вход')
+
+
+def test_profile_changes_survive_a_reload(page, live_server):
+    email = logged_in_as_new_user(page, live_server)
+    _, genres = call_api(live_server, 'GET', '/genres/')
+    page.get_by_role('link', name='Профиль').click()
+    expect(page.get_by_label('Электронная почта')).to_have_value(email)
+    expect(page.get_by_label('Любимый жанр').locator('option')).to_have_count(len(genres) + 1)
+    page.get_by_label('Имя', exact=True).fill('Алиса')
+    page.get_by_label('Фамилия').fill('Селезнёва')
+    page.get_by_label('Любимый жанр').select_option(label=genres[2]['name'])
+    page.get_by_role('button', name='Сохранить').click()
+    expect(page.get_by_text('Сохранено.')).to_be_visible()
+
+    page.reload()
+    expect(page.get_by_label('Имя', exact=True)).to_have_value('Алиса')
+    expect(page.get_by_label('Фамилия')).to_have_value('Селезнёва')
+    expect(page.get_by_label('Любимый жанр')).to_have_value(str(genres[2]['id']))
+    access, _ = stored_tokens(page)
+    _, user = call_api(live_server, 'GET', '/user/', token=access)
+    assert (user['name'], user['surname'], user['favorite_genre']) == ('Алиса', 'Селезнёва', genres[2]['id'])
+
+    page.get_by_label('Любимый жанр').select_option('')
+    page.get_by_role('button', name='Сохранить').click()
+    expect(page.get_by_text('Сохранено.')).to_be_visible()
+    page.reload()
+    expect(page.get_by_label('Любимый жанр')).to_have_value('')
+    assert_no_raw_data(page)
+
+
+def test_password_change_then_login_with_the_new_password(page, live_server):
+    email = logged_in_as_new_user(page, live_server)
+    new_password = 'brand-new-secret-7'
+    page.goto('/profile')
+    current = page.get_by_label('Текущий пароль')
+    fresh = page.get_by_label('Новый пароль', exact=True)
+    again = page.get_by_label('Новый пароль ещё раз')
+    form = page.locator('form', has=current)
+
+    current.fill('wrong-password-1')
+    fresh.fill(new_password)
+    again.fill(new_password)
+    page.get_by_role('button', name='Сменить пароль').click()
+    access, _ = stored_tokens(page)
+    status, body = call_api(live_server, 'PUT', '/user/password',
+                            {'password_1': 'wrong-password-1', 'password_2': new_password}, token=access)
+    assert status == 403
+    expect(form.get_by_role('alert')).to_have_text(body['message'])
+
+    current.fill(PASSWORD)
+    again.fill(new_password + 'x')
+    page.get_by_role('button', name='Сменить пароль').click()
+    expect(form.get_by_role('alert')).to_have_text('Новые пароли не совпадают.')
+
+    again.fill(new_password)
+    page.get_by_role('button', name='Сменить пароль').click()
+    expect(form.get_by_role('alert')).to_have_text('Пароль изменён.')
+    page.reload()
+    expect(page.get_by_label('Электронная почта')).to_have_value(email)  # still logged in, on fresh tokens
+
+    page.get_by_role('button', name='Выйти').click()
+    log_in(page, email, PASSWORD)
+    expect(page.get_by_role('alert')).not_to_be_empty()
+    log_in(page, email, new_password)
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+
+
+# --- Favourites and tokens ---------------------------------------------------------------------------
+
+def test_add_and_remove_favourites(page, live_server):
+    logged_in_as_new_user(page, live_server)
+    _, movies = call_api(live_server, 'GET', '/movies/?page=1')
+    for movie in movies[:2]:
+        page.goto(f'/movie/{movie["id"]}')
+        page.get_by_role('button', name='☆ В избранное').click()
+        expect(page.get_by_role('button', name='★ Убрать из избранного')).to_be_visible()
+        expect(page.get_by_text('Добавлено в избранное.')).to_be_visible()
+
+    page.get_by_role('link', name='Избранное').click()
+    expect(cards(page)).to_have_count(2)
+    assert card_titles(page) == [movie['title'] for movie in movies[:2]]
+
+    page.get_by_role('button', name=f'Убрать «{movies[0]["title"]}» из избранного').click()
+    expect(cards(page)).to_have_count(1)
+    page.reload()
+    expect(cards(page)).to_have_count(1)
+    page.get_by_role('button', name=f'Убрать «{movies[1]["title"]}» из избранного').click()
+    expect(page.get_by_text('В избранном пока пусто.', exact=False)).to_be_visible()
+
+    page.goto(f'/movie/{movies[1]["id"]}')
+    expect(page.get_by_role('button', name='☆ В избранное')).to_be_visible()
+    page.get_by_role('button', name='☆ В избранное').click()
+    page.get_by_role('button', name='★ Убрать из избранного').click()
+    expect(page.get_by_text('Убрано из избранного.')).to_be_visible()
+    access, _ = stored_tokens(page)
+    assert call_api(live_server, 'GET', '/favorites/movies/', token=access)[1] == []
+
+
+def test_corrupted_access_token_is_swapped_once_and_the_request_retried(page, live_server):
+    email = logged_in_as_new_user(page, live_server)
+    access, refresh = stored_tokens(page)
+    page.evaluate("localStorage.setItem('moviesapi.access', 'corrupted.' + localStorage.getItem('moviesapi.access'))")
+    swaps = []
+
+    def note_swap(request):
+        if request.method == 'PUT' and request.url.endswith('/auth/login'):
+            swaps.append(request)
+
+    page.on('request', note_swap)
+
+    page.goto('/profile')
+    expect(page.get_by_label('Электронная почта')).to_have_value(email)
+    new_access, new_refresh = stored_tokens(page)
+    assert len(swaps) == 1
+    assert new_access != access and new_refresh != refresh
+    assert call_api(live_server, 'PUT', '/auth/login', {'refresh_token': refresh})[0] == 401  # spent
+
+
+def test_dead_session_sends_the_user_to_login(page, live_server):
+    logged_in_as_new_user(page, live_server)
+    page.evaluate("localStorage.setItem('moviesapi.access', 'broken'); localStorage.setItem('moviesapi.refresh', 'broken')")
+    page.goto('/saved')
+    expect(page).to_have_url(f'{live_server.url}/login?next=%2Fsaved')
+    expect(page.get_by_role('link', name='Войти')).to_be_visible()
+    assert stored_tokens(page) == [None, None]
+
+
+# --- Layout and accessibility ------------------------------------------------------------------------
+
+def test_phone_width_layout_has_no_horizontal_scroll(page, live_server):
+    page.set_viewport_size(PHONE)
+    logged_in_as_new_user(page, live_server)
+    for path in ('/', '/catalog', '/movie/2', '/genre/1', '/saved', '/profile', '/movie/999999'):
+        page.goto(path)
+        expect(page.get_by_role('heading', level=1)).to_be_visible()
+        expect(page.locator('.state-loading')).to_have_count(0)
+        width = page.evaluate('document.documentElement.scrollWidth')
+        assert width <= PHONE['width'], f'{path} is {width}px wide at phone width'
+    page.goto('/catalog')
+    first, second = cards(page).nth(0).bounding_box(), cards(page).nth(1).bounding_box()
+    assert first['y'] == second['y'] and first['x'] < second['x']  # two cards a row
+
+
+def test_every_form_control_is_labelled_and_reachable_by_keyboard(page, live_server):
+    logged_in_as_new_user(page, live_server)
+    unlabelled = ('Array.from(document.querySelectorAll("main input:not([hidden]), main select"))'
+                  '.filter((control) => !control.labels.length).length')
+    for path in ('/profile', '/login', '/register'):
+        page.goto(path)
+        expect(page.locator('main form').first).to_be_visible()
+        assert page.evaluate(unlabelled) == 0, path
+
+    page.goto('/')
+    expect(cards(page)).to_have_count(PAGE_SIZE)
+    page.keyboard.press('Tab')
+    expect(page.get_by_role('link', name='Перейти к содержимому')).to_be_focused()
+    for _ in range(30):  # tab on until the first movie card, then open it with Enter
+        page.keyboard.press('Tab')
+        if page.evaluate('document.activeElement.classList.contains("card-link")'):
+            break
+    page.keyboard.press('Enter')
+    expect(page).to_have_url(re.compile(r'/movie/\d+$'))
+    expect(page.get_by_role('heading', level=1)).to_be_focused()
