@@ -100,20 +100,20 @@ class Tokens:
             claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], leeway=10,
                                 options={'require': ['exp', 'iat', 'sub', 'jti'], 'verify_exp': verify_exp})
         except jwt.InvalidTokenError:
-            raise unauthorized('Invalid or expired token.')
+            raise unauthorized('Токен недействителен или истёк.')
         version, subject = claims.get('ver'), claims['sub']
         if claims.get('type') != kind or type(version) is not int or not subject.isdigit():
-            raise unauthorized(f'A token of type "{kind}" is required.')
+            raise unauthorized(f'Нужен токен типа "{kind}".')
         user = User.get_or_none(User.id == int(subject))
         if user is None or user.token_version != version:
-            raise unauthorized('This token has been revoked.')
+            raise unauthorized('Токен отозван.')
         return user, claims
 
     def rotate(self, refresh_token, access_token=None):
         """Trade a refresh token for a new pair. A second use revokes every refresh token of its user."""
         user, claims = self.verify(refresh_token, 'refresh')
         if access_token and self.verify(access_token, 'access', verify_exp=False)[0].id != user.id:
-            raise unauthorized('The tokens belong to different users.')
+            raise unauthorized('Токены принадлежат разным пользователям.')
         with db.atomic():
             spent = (RefreshToken
                      .update(used=True)
@@ -122,7 +122,7 @@ class Tokens:
             if spent:
                 return self.issue_pair(user)
             RefreshToken.delete().where(RefreshToken.user == user).execute()
-        raise unauthorized('This refresh token was already used; please log in again.')
+        raise unauthorized('Этот refresh-токен уже использован; войдите заново.')
 
     @staticmethod
     def revoke_all(user):
@@ -152,7 +152,7 @@ class LoginThrottle:
             times = [failure.at for failure in failures]
             if len(times) >= self.limits[kind]:
                 retry_after = max(1, int((times[-1] - since).total_seconds()) + 1)
-                raise HTTPError(429, 'Too many failed logins; try again later.', Retry_After=str(retry_after))
+                raise HTTPError(429, 'Слишком много неудачных попыток входа; попробуйте позже.', Retry_After=str(retry_after))
 
     def failed(self, email, address):
         with db.atomic():
@@ -184,7 +184,7 @@ class BearerAuth:
         def with_user(*args, **kwargs):
             scheme, _, token = request.get_header('Authorization', '').partition(' ')
             if scheme.lower() != 'bearer' or not token.strip():
-                raise unauthorized('Authorization: Bearer <access token> is required.', error=None)
+                raise unauthorized('Нужен заголовок Authorization: Bearer <access-токен>.', error=None)
             kwargs['user'] = self.tokens.verify(token.strip(), 'access')[0]
             return callback(*args, **kwargs)
         return with_user

@@ -83,18 +83,18 @@ def json_output(callback):
 def json_body():
     """The request's JSON object; 400 unless one was sent as application/json, 413 over 64 KiB."""
     if request.content_type.split(';')[0].strip().lower() != 'application/json':
-        abort(400, 'Send a JSON object with Content-Type: application/json.')
+        abort(400, 'Отправьте JSON-объект с Content-Type: application/json.')
     if request.content_length > MAX_BODY:
-        abort(413, 'The request body is larger than 64 KiB.')
+        abort(413, 'Тело запроса больше 64 КиБ.')
     raw = request.body.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
-        abort(413, 'The request body is larger than 64 KiB.')
+        abort(413, 'Тело запроса больше 64 КиБ.')
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        abort(400, 'The request body is not valid JSON.')
+        abort(400, 'Тело запроса — не корректный JSON.')
     if not isinstance(body, dict):
-        abort(400, 'The request body must be a JSON object.')
+        abort(400, 'Тело запроса должно быть JSON-объектом.')
     return body
 
 
@@ -104,11 +104,11 @@ def text(body, field, max_length, min_length=0, required=True):
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        abort(400, f'"{field}" must be a string.')
+        abort(400, f'Поле "{field}" должно быть строкой.')
     if not min_length <= len(value) <= max_length:
-        abort(400, f'"{field}" must be {min_length} to {max_length} characters long.')
+        abort(400, f'Длина поля "{field}" — от {min_length} до {max_length} символов.')
     if not storable(value):
-        abort(400, f'"{field}" contains characters that cannot be stored.')
+        abort(400, f'Поле "{field}" содержит недопустимые символы.')
     return value
 
 
@@ -124,7 +124,7 @@ def storable(value):
 def reject_unknown(body, allowed):
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        abort(400, f'Unexpected field(s): {", ".join(unknown)}.')
+        abort(400, f'Эти поля здесь не изменяются: {", ".join(unknown)}.')
 
 
 EMAIL = re.compile(r'[^@\s]+@[^@\s]+')
@@ -133,7 +133,7 @@ EMAIL = re.compile(r'[^@\s]+@[^@\s]+')
 def email_field(body):
     email = text(body, 'email', 254).strip().lower()
     if not EMAIL.fullmatch(email):
-        abort(400, '"email" must be a valid email address.')
+        abort(400, 'Поле "email" должно быть адресом электронной почты.')
     return email
 
 
@@ -149,7 +149,7 @@ def int_param(name, maximum=MAX_ID, default=None):
         return default
     raw = request.query.get(name)
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        abort(400, f'"{name}" must be a whole number from 1 to {maximum}.')
+        abort(400, f'Параметр "{name}" должен быть целым числом от 1 до {maximum}.')
     return int(raw)
 
 
@@ -157,7 +157,7 @@ def get_or_404(query, id):
     """The single row with this id, or 404."""
     found = query.where(query.model.id == id).get_or_none() if 0 < id <= MAX_ID else None
     if found is None:
-        abort(404, f'No {query.model.__name__.lower()} with id {id}.')
+        abort(404, f'Запись с id {id} не найдена.')
     return found
 
 
@@ -267,12 +267,20 @@ def finish_request():
         db.close()
 
 
+STANDARD_MESSAGES = {400: 'Некорректный запрос.', 403: 'Доступ запрещён.', 404: 'Такого адреса нет.',
+                     405: 'Этот метод здесь не поддерживается.', 413: 'Тело запроса слишком большое.',
+                     500: 'Внутренняя ошибка сервера.'}
+
+
 def json_error(error):
     """Every error, Bottle's own included, as JSON {"message", "status"}; tracebacks stay in the log."""
     response.content_type = 'application/json'
     response.headers.update(cors_headers())
-    message = error.body if error.status_code < 500 else 'Internal server error.'
-    return dumps({'message': message or error.status_line, 'status': error.status_code})
+    message = error.body
+    if error.status_code >= 500 or not isinstance(message, str) or message.isascii():
+        # Bottle's own errors (routing, static files, crashes) speak English or too much; ours are Russian.
+        message = STANDARD_MESSAGES.get(error.status_code, error.status_line)
+    return dumps({'message': message, 'status': error.status_code})
 
 
 app.default_error_handler = json_error
@@ -288,7 +296,7 @@ def movies():
     filters = {'genre_id': int_param('genre_id'), 'director_id': int_param('director_id'),
                'year': int_param('year', maximum=9999), 'q': request.query.getunicode('q') or None}
     if filters['q'] is not None and len(filters['q']) > 200:
-        abort(400, '"q" must be at most 200 characters long.')
+        abort(400, 'Параметр "q" — не длиннее 200 символов.')
     ids = Movie.listing(newest=newest, **filters)
     return catalogue(('movies', newest, tuple(filters.values()), int_param('page')),
                      lambda: render_list(ids, functools.partial(Movie.page_of, newest=newest)))
@@ -326,7 +334,7 @@ def register():
         with db.atomic():
             user = User.create(email=email, password=hash_password(password))
     except IntegrityError:
-        abort(409, 'An account with this email already exists.')
+        abort(409, 'Пользователь с таким email уже зарегистрирован.')
     response.status = 201
     return user.to_json()
 
@@ -341,7 +349,7 @@ def login():
     user = authenticate(email, password)
     if user is None:
         throttle.failed(email, address)
-        abort(401, 'Wrong email or password.')
+        abort(401, 'Неверный email или пароль.')
     throttle.succeeded(email)
     return setting('tokens').issue_pair(user)
 
@@ -369,7 +377,7 @@ def update_profile(user):
     changes = {field: text(body, field, 100) for field in ('name', 'surname') if field in body}
     genre_fields = [body[field] for field in ('favorite_genre', 'favourite_genre') if field in body]
     if len(set(map(str, genre_fields))) > 1:
-        abort(400, '"favorite_genre" and "favourite_genre" disagree.')
+        abort(400, 'Поля "favorite_genre" и "favourite_genre" не совпадают.')
     if genre_fields:
         changes['favorite_genre'] = genre_id(genre_fields[0])
     if changes:
@@ -384,9 +392,9 @@ def genre_id(value):
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if type(value) is not int:
-        abort(400, '"favorite_genre" must be a genre id or null.')
+        abort(400, 'Поле "favorite_genre" должно быть id жанра или null.')
     if not 0 < value <= MAX_ID or not Genre.select().where(Genre.id == value).exists():
-        abort(400, f'There is no genre with id {value}.')
+        abort(400, f'Жанра с id {value} нет.')
     return value
 
 
@@ -398,7 +406,7 @@ def change_password(user):
                                 else ('password_1', 'password_2'))
     current, new = text(body, current_field, 1000), new_password(body, new_field)
     if not check_password(current, user.password):
-        abort(403, 'The current password is wrong.')
+        abort(403, 'Текущий пароль введён неверно.')
     with db.atomic():
         User.update(password=hash_password(new)).where(User.id == user.id).execute()
         Tokens.revoke_all(user)
@@ -426,7 +434,7 @@ def add_favorite(user, id):
 def remove_favorite(user, id):
     """Remove a bookmark: 204; 404 if the movie was not a favourite."""
     if not Favorite.delete().where(Favorite.user == user, Favorite.movie == id).execute():
-        abort(404, f'Movie {id} is not among your favourites.')
+        abort(404, f'Фильма {id} нет в избранном.')
     response.status = 204
 
 
@@ -438,7 +446,7 @@ def health():
     try:
         db.execute_sql('SELECT 1')
     except DatabaseError:
-        abort(503, 'The database does not answer.')
+        abort(503, 'База данных не отвечает.')
     return {'status': 'ok'}
 
 

@@ -183,7 +183,7 @@ def test_unexpected_exception_is_a_generic_json_500(app, monkeypatch):
         raise RuntimeError('secret detail')
     monkeypatch.setattr(models.Movie, 'with_relations', explode)
     res = app.get('/movies/3', status=500, expect_errors=True)
-    assert res.json == {'message': 'Internal server error.', 'status': 500}
+    assert res.json == {'message': 'Внутренняя ошибка сервера.', 'status': 500}
     assert res.headers['Access-Control-Allow-Origin'] == '*'
 
 
