@@ -1,0 +1,157 @@
+"""Double submissions through the real server: N requests released at the same instant.
+
+Each request has its own connection, opened before a barrier releases them all, so they
+reach Waitress's threads together and race inside the application and the database.
+Every test runs several bursts: a race that is lost only sometimes still shows.
+"""
+import concurrent.futures
+import http.client
+import json
+import threading
+import urllib.parse
+import uuid
+
+import pytest
+
+N = 8          # requests per burst
+ROUNDS = 6     # bursts per test
+SERVER_THREADS = 16
+
+
+def at_once(url, requests, token=None, timeout=15):
+    """Send [(method, path, body)] together, one connection each; returns [(status, json)] in order."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {'Authorization': 'Bearer ' + token} if token else {}
+    barrier = threading.Barrier(len(requests))
+
+    def send(method, path, body):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        try:
+            conn.connect()
+            data = json.dumps(body).encode() if body is not None else None
+            barrier.wait()
+            conn.request(method, path, body=data,
+                         headers={**headers, 'Content-Type': 'application/json'} if data else headers)
+            response = conn.getresponse()
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+        finally:
+            conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(lambda r: send(*r), requests))
+
+
+def request(url, method, path, body=None, token=None):
+    """One request on its own connection; returns (status, parsed JSON or None)."""
+    return at_once(url, [(method, path, body)], token)[0]
+
+
+def new_user(url):
+    """Register and log in a fresh user; returns its token pair."""
+    email = f'race-{uuid.uuid4().hex[:10]}@example.test'
+    password = 'race-password-1'
+    status, body = request(url, 'POST', '/auth/register', {'email': email, 'password': password})
+    assert status == 201, body
+    status, pair = request(url, 'POST', '/auth/login', {'email': email, 'password': password})
+    assert status == 200, pair
+    return pair
+
+
+def saved_ids(url, pair):
+    status, saved = request(url, 'GET', '/favorites/movies/', token=pair['access_token'])
+    assert status == 200, saved
+    return [movie['id'] for movie in saved]
+
+
+def report(capsys, server, what, figures):
+    engine = 'postgresql' if str(server.db).startswith('postgres') else 'sqlite'
+    with capsys.disabled():
+        print(f'\n[races/{engine}] {what}: {figures}')
+
+
+@pytest.fixture
+def server(server_factory):
+    return server_factory(args=('--threads', str(SERVER_THREADS)))
+
+
+def test_same_favourite_added_at_once_keeps_one_row(server, capsys):
+    pair = new_user(server.url)
+    created = []
+    for movie in range(1, ROUNDS + 1):
+        answers = at_once(server.url, [('POST', f'/favorites/movies/{movie}', None)] * N,
+                          pair['access_token'])
+        statuses = [status for status, _ in answers]
+        assert set(statuses) <= {200, 201}, answers
+        created.append(statuses.count(201))
+    assert saved_ids(server.url, pair) == list(range(1, ROUNDS + 1))
+    report(capsys, server, f'{ROUNDS} bursts of {N} adds of one favourite', f'201s per burst {created}')
+
+
+def test_same_favourite_removed_at_once_answers_one_204(server, capsys):
+    pair = new_user(server.url)
+    for movie in range(1, ROUNDS + 1):
+        assert request(server.url, 'POST', f'/favorites/movies/{movie}', token=pair['access_token'])[0] == 201
+    for movie in range(1, ROUNDS + 1):
+        answers = at_once(server.url, [('DELETE', f'/favorites/movies/{movie}', None)] * N,
+                          pair['access_token'])
+        assert sorted(status for status, _ in answers) == [204] + [404] * (N - 1), answers
+    assert saved_ids(server.url, pair) == []
+    report(capsys, server, f'{ROUNDS} bursts of {N} removals of one favourite', 'each: one 204, the rest 404')
+
+
+def test_adds_and_removals_of_one_favourite_at_once_stay_consistent(server, capsys):
+    """Half the burst adds, half removes: the answers must tell one serial story ending in the final state."""
+    pair = new_user(server.url)
+    outcomes = []
+    for movie in range(1, ROUNDS + 1):
+        path = f'/favorites/movies/{movie}'
+        answers = at_once(server.url, [('POST', path, None), ('DELETE', path, None)] * (N // 2),
+                          pair['access_token'])
+        adds = [status for status, _ in answers[0::2]]
+        removals = [status for status, _ in answers[1::2]]
+        assert set(adds) <= {200, 201} and set(removals) <= {204, 404}, answers
+        present = movie in saved_ids(server.url, pair)
+        # Each 201 is absent -> present and each 204 is present -> absent, starting absent.
+        assert adds.count(201) - removals.count(204) == int(present), (adds, removals, present)
+        outcomes.append(f'{adds.count(201)}x201/{removals.count(204)}x204')
+    report(capsys, server, f'{ROUNDS} bursts of {N // 2} adds + {N // 2} removals', ' '.join(outcomes))
+
+
+def test_same_email_registered_at_once_makes_one_account(server, capsys):
+    for _ in range(ROUNDS):
+        local = f'twin-{uuid.uuid4().hex[:10]}'
+        # The same address as people type it: case and surrounding spaces differ.
+        emails = [f'{local}@example.test', f'{local.upper()}@EXAMPLE.TEST', f'  {local}@Example.Test ']
+        bodies = [{'email': emails[i % len(emails)], 'password': f'twin-password-{i}'} for i in range(N)]
+        answers = at_once(server.url, [('POST', '/auth/register', body) for body in bodies])
+        statuses = [status for status, _ in answers]
+        assert sorted(statuses) == [201] + [409] * (N - 1), answers
+        winner = statuses.index(201)
+        assert answers[winner][1]['email'] == f'{local}@example.test'
+
+        # The account is the winner's: its password logs in, a loser's does not.
+        status, _ = request(server.url, 'POST', '/auth/login',
+                            {'email': emails[1], 'password': bodies[winner]['password']})
+        assert status == 200
+        status, _ = request(server.url, 'POST', '/auth/login', bodies[(winner + 1) % N])
+        assert status == 401
+    report(capsys, server, f'{ROUNDS} bursts of {N} registrations of one email',
+           "each: one 201, the rest 409, the account has the winner's password")
+
+
+def test_same_refresh_token_presented_at_once_yields_at_most_one_pair(server, capsys):
+    pairs_issued = []
+    for _ in range(ROUNDS):
+        pair = new_user(server.url)
+        answers = at_once(server.url, [('PUT', '/auth/login', pair)] * N)
+        statuses = [status for status, _ in answers]
+        assert set(statuses) <= {200, 401}, answers
+        assert statuses.count(200) <= 1, answers
+        for status, body in answers:
+            assert set(body) >= ({'access_token', 'refresh_token'} if status == 200 else {'message'})
+        pairs_issued.append(statuses.count(200))
+        # The token is spent: presenting it once more never gives a pair.
+        assert request(server.url, 'PUT', '/auth/login', pair)[0] == 401
+    report(capsys, server, f'{ROUNDS} bursts of {N} refreshes with one token',
+           f'new pairs per burst {pairs_issued}')
