@@ -30,8 +30,8 @@ def hash_password(password, iterations=None):
     """A self-describing salted hash: pbkdf2_sha256$<iterations>$<salt>$<hash>."""
     iterations = iterations or HASH_ITERATIONS
     salt = secrets.token_bytes(16)
-    encode = lambda raw: base64.b64encode(raw).decode()
-    return f'pbkdf2_sha256${iterations}${encode(salt)}${encode(_pbkdf2(password, salt, iterations))}'
+    digest = _pbkdf2(password, salt, iterations)
+    return f'pbkdf2_sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}'
 
 
 def check_password(password, stored):
@@ -152,7 +152,8 @@ class LoginThrottle:
             times = [failure.at for failure in failures]
             if len(times) >= self.limits[kind]:
                 retry_after = max(1, int((times[-1] - since).total_seconds()) + 1)
-                raise HTTPError(429, 'Слишком много неудачных попыток входа; попробуйте позже.', Retry_After=str(retry_after))
+                raise HTTPError(429, 'Слишком много неудачных попыток входа; попробуйте позже.',
+                                Retry_After=str(retry_after))
 
     def failed(self, email, address):
         with db.atomic():

@@ -144,7 +144,7 @@ class RefreshToken(BaseModel):
 
 class LoginFailure(BaseModel):
     """Failed logins per email and per client address, shared by every process on the database."""
-    key = CharField()  # 'email:<address>' or 'ip:<address>'
+    key = TextField()  # 'email:<address>' or 'ip:<address>'; a login email may be 1000+ characters
     at = DateTimeField(default=now)
 
     class Meta:

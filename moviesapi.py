@@ -15,7 +15,7 @@ import time
 from urllib.parse import urlencode
 
 import waitress
-from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, static_file
+from bottle import Bottle, HTTPResponse, abort, request, response, static_file
 from peewee import DatabaseError, IntegrityError
 
 import apidocs
@@ -132,7 +132,7 @@ EMAIL = re.compile(r'[^@\s]+@[^@\s]+')
 
 def email_field(body):
     email = text(body, 'email', 254).strip().lower()
-    if not EMAIL.fullmatch(email):
+    if len(email) > 254 or not EMAIL.fullmatch(email):
         abort(400, 'Поле "email" должно быть адресом электронной почты.')
     return email
 
@@ -192,7 +192,7 @@ def catalogue(key, render):
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).hexdigest()
     etag = f'"{revision[:16]}{digest}"'
     headers = {'ETag': etag, 'Cache-Control': 'public, no-cache'}
-    if etag in {tag.strip().removeprefix('W/') for tag in request.get_header('If-None-Match', '').split(',')}:
+    if {etag, '*'} & {tag.strip().removeprefix('W/') for tag in request.get_header('If-None-Match', '').split(',')}:
         return HTTPResponse(status=304, headers=headers)
     entry = entries.get(key)
     if entry is None:
@@ -295,8 +295,8 @@ def movies():
     newest = request.query.get('status') == 'new'
     filters = {'genre_id': int_param('genre_id'), 'director_id': int_param('director_id'),
                'year': int_param('year', maximum=9999), 'q': request.query.getunicode('q') or None}
-    if filters['q'] is not None and len(filters['q']) > 200:
-        abort(400, 'Параметр "q" — не длиннее 200 символов.')
+    if filters['q'] is not None and (len(filters['q']) > 200 or not storable(filters['q'])):
+        abort(400, 'Параметр "q" — не длиннее 200 символов и без символа NUL.')
     ids = Movie.listing(newest=newest, **filters)
     return catalogue(('movies', newest, tuple(filters.values()), int_param('page')),
                      lambda: render_list(ids, functools.partial(Movie.page_of, newest=newest)))
@@ -433,7 +433,7 @@ def add_favorite(user, id):
 @app.delete('/favorites/movies/<id:int>', auth=True)
 def remove_favorite(user, id):
     """Remove a bookmark: 204; 404 if the movie was not a favourite."""
-    if not Favorite.delete().where(Favorite.user == user, Favorite.movie == id).execute():
+    if not 0 < id <= MAX_ID or not Favorite.delete().where(Favorite.user == user, Favorite.movie == id).execute():
         abort(404, f'Фильма {id} нет в избранном.')
     response.status = 204
 
@@ -450,15 +450,21 @@ def health():
     return {'status': 'ok'}
 
 
-@app.get('/openapi.json')
-def openapi():
-    """The OpenAPI 3.1 description of this API."""
-    return static_file('openapi.json', root=HERE, mimetype='application/json')
+@functools.cache
+def openapi_document():
+    return (HERE / 'openapi.json').read_bytes()
 
 
 @functools.cache
 def api_reference():
-    return apidocs.render_html(json.loads((HERE / 'openapi.json').read_text(encoding='utf-8')))
+    return apidocs.render_html(json.loads(openapi_document()))
+
+
+@app.get('/openapi.json')
+def openapi():
+    """The OpenAPI 3.1 description of this API."""
+    response.content_type = 'application/json'
+    return openapi_document()
 
 
 @app.get('/docs')

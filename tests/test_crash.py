@@ -193,7 +193,7 @@ def test_sigkill_mid_write_loses_no_acknowledged_write(server_factory, capsys):
         with capsys.disabled():
             print(('\n' if cycle == 1 else '') + f'[crash/{engine}] {figures}')
         assert not problems, problems[:5]
-        assert 'Traceback' not in server.log(), [l for l in server.log().splitlines() if 'Error' in l][:5]
+        assert 'Traceback' not in server.log(), [line for line in server.log().splitlines() if 'Error' in line][:5]
 
     # After all that the server serves normally.
     client = Client(server.url)

@@ -210,5 +210,5 @@ def test_load_32_clients_nothing_lost(server_factory, capsys):
     assert not unexpected, unexpected[:5]
     assert not mismatched, dict(list(mismatched.items())[:3])
     for server in servers:  # e.g. "database is locked" in a hook, after the answer was sent
-        assert 'Traceback' not in server.log(), [l for l in server.log().splitlines() if 'Error' in l][:5]
+        assert 'Traceback' not in server.log(), [line for line in server.log().splitlines() if 'Error' in line][:5]
     assert len(statuses) >= CLIENTS * 20, 'too few requests to call this a load test'
