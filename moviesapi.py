@@ -92,7 +92,7 @@ def json_body():
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        abort(400, 'Тело запроса — не корректный JSON.')
+        abort(400, 'Тело запроса — некорректный JSON.')
     if not isinstance(body, dict):
         abort(400, 'Тело запроса должно быть JSON-объектом.')
     return body
@@ -164,7 +164,7 @@ def get_or_404(query, id):
 # --- Catalogue answers: encoded once, cached per catalogue revision ---------------------------------
 
 class ResponseCache:
-    """Encoded catalogue answers, dropped when the catalogue revision changes (checked every few seconds)."""
+    """Encoded catalogue answers, dropped when the catalogue revision changes (checked every check_every s)."""
 
     def __init__(self, check_every, max_entries=2048):
         self.check_every, self.max_entries = check_every, max_entries
