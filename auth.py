@@ -104,7 +104,7 @@ class Tokens:
         version, subject = claims.get('ver'), claims['sub']
         if claims.get('type') != kind or type(version) is not int or not subject.isdigit():
             raise unauthorized(f'Нужен токен типа "{kind}".')
-        user = User.get_or_none(User.id == int(subject))
+        user = User.by_id(int(subject))
         if user is None or user.token_version != version:
             raise unauthorized('Токен отозван.')
         return user, claims

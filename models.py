@@ -1,5 +1,6 @@
 """Peewee models, the database handle, and schema creation with the seed data."""
 import datetime
+import functools
 import pathlib
 import sqlite3
 import uuid
@@ -22,10 +23,32 @@ def open_database(url, max_connections=8):
         return PooledPostgresqlDatabase(max_connections=max_connections, stale_timeout=300, timeout=10,
                                         **parse_db_url(url))
     path = url.removeprefix('sqlite:///') if url.startswith('sqlite:///') else url
-    database = SqliteDatabase(path, timeout=5, lock_type='IMMEDIATE',  # IMMEDIATE: no failed lock upgrades
+    # A fresh connection per request: reused ones (pooled or per thread) stalled concurrent registrations for
+    # the whole busy timeout in tests/test_races.py. IMMEDIATE transactions take the write lock up front, so
+    # none fails on a lock upgrade; `timeout` is the busy timeout.
+    database = SqliteDatabase(path, timeout=5, lock_type='IMMEDIATE',
                               pragmas={'journal_mode': 'wal', 'foreign_keys': 1, 'synchronous': 'normal'})
     database.register_function(str.lower, 'lower', 1)  # SQLite's own lower() folds ASCII only
     return database
+
+
+def prepared(build):
+    """Decorate a function that builds a query from its arguments, so that its SQL is generated once per
+    database engine and then only executed: for hot one-row lookups Peewee's SQL generation costs more than
+    SQLite's execution."""
+    compiled = {}
+
+    @functools.wraps(build)
+    def run(*params):
+        engine = type(db.obj)
+        if engine not in compiled:
+            query = build(*params)
+            sql, query_params = query.sql()
+            assert query_params == list(params), 'every value in a prepared query must be a parameter'
+            compiled[engine] = query.model, sql
+        model, sql = compiled[engine]
+        return model.raw(sql, *params)
+    return run
 
 
 def close_database():
@@ -118,11 +141,12 @@ class User(BaseModel):
         return {'id': self.id, 'email': self.email, 'name': self.name, 'surname': self.surname,
                 'favorite_genre': self.favorite_genre_id, 'favourite_genre': self.favorite_genre_id}
 
-    def favorite_movies(self):
-        return list(Movie.with_relations()
-                    .join_from(Movie, Favorite)
-                    .where(Favorite.user == self)
-                    .order_by(Favorite.id))
+    @classmethod
+    def by_id(cls, id):
+        return next(iter(_user_by_id(id)), None)
+
+    def favorite_movie_ids(self):
+        return [id for id, in _favorite_movie_ids(self.id).tuples()]
 
 
 class Favorite(BaseModel):
@@ -132,6 +156,16 @@ class Favorite(BaseModel):
 
     class Meta:
         indexes = ((('user', 'movie'), True),)  # one bookmark per pair, even under concurrent adds
+
+
+@prepared
+def _user_by_id(id):
+    return User.select().where(User.id == id)
+
+
+@prepared
+def _favorite_movie_ids(user_id):
+    return Favorite.select(Favorite.movie).where(Favorite.user == user_id).order_by(Favorite.id)
 
 
 class RefreshToken(BaseModel):

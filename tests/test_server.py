@@ -45,7 +45,9 @@ def test_access_log_has_one_line_per_request_and_no_secrets(live_server):
     call(live_server, 'POST', '/auth/register', {'email': 'log@x.com', 'password': 'hunter2hunter2'})
     tokens = call(live_server, 'POST', '/auth/login', {'email': 'log@x.com', 'password': 'hunter2hunter2'})[2]
     call(live_server, 'GET', '/user/', token=tokens['access_token'])
-    time.sleep(0.2)
+    deadline = time.monotonic() + 3  # the log is flushed twice a second
+    while 'GET /user 200' not in live_server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
     log = live_server.log()
     assert 'POST /auth/login 200' in log and 'GET /user 200' in log
     assert 'hunter2' not in log and tokens['access_token'] not in log and tokens['refresh_token'] not in log
