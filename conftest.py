@@ -37,10 +37,10 @@ def database_url(request, tmp_path):
 
 @pytest.fixture
 def app(database_url):
-    """A WebTest client over the real app on a fresh, seeded database."""
+    """A WebTest client over the real WSGI stack on a fresh, seeded database."""
     from webtest import TestApp
     moviesapi.configure(database_url, secrets.token_hex(32))
-    yield TestApp(moviesapi.app)
+    yield TestApp(moviesapi.application)
     close_database()
 
 

@@ -48,15 +48,15 @@ def configure(database_url, secret, cors_origin='*', access_ttl=15 * 60, refresh
     with db.connection_context():
         create_schema()
     tokens = Tokens(secret, access_ttl, refresh_ttl)
+    cors = {'Access-Control-Allow-Origin': cors_origin,
+            'Access-Control-Expose-Headers': 'ETag, Link, X-Total-Count, Retry-After, WWW-Authenticate'}
     app.uninstall('auth')
     app.install(BearerAuth(tokens))
     app.config.update({
         'moviesapi.tokens': tokens,
         'moviesapi.throttle': LoginThrottle(login_failures_per_email, login_failures_per_address, login_window),
-        'moviesapi.cache': ResponseCache(cache_seconds),
-        'moviesapi.cors_headers': {
-            'Access-Control-Allow-Origin': cors_origin,
-            'Access-Control-Expose-Headers': 'ETag, Link, X-Total-Count, Retry-After, WWW-Authenticate'},
+        'moviesapi.cache': ResponseCache(cache_seconds, cors),
+        'moviesapi.cors_headers': cors,
     })
     return app
 
@@ -167,35 +167,45 @@ def get_or_404(query, id):
 # --- Catalogue answers: encoded once, cached per catalogue revision ---------------------------------
 
 class ResponseCache:
-    """Encoded catalogue answers, dropped when the catalogue revision changes (checked every check_every s)."""
+    """Encoded catalogue answers, dropped when the catalogue revision changes (checked every check_every s).
+    An entry is (body, headers, the complete WSGI header list), so a hit can skip Bottle altogether."""
 
-    def __init__(self, check_every, max_entries=4096):
-        self.check_every, self.max_entries = check_every, max_entries
+    def __init__(self, check_every, cors_headers, max_entries=4096):
+        self.check_every, self.cors_headers, self.max_entries = check_every, cors_headers, max_entries
         self.revision, self.entries, self.next_check = None, {}, 0.0
 
     def current_revision(self):
         """The catalogue revision, re-read from the database at most every check_every seconds."""
         if time.monotonic() >= self.next_check:
-            revision = catalogue_revision()
+            with db.connection_context():  # also outside Bottle's hooks, which close the connection
+                revision = catalogue_revision()
             if revision != self.revision:
                 self.revision, self.entries = revision, {}
             self.next_check = time.monotonic() + self.check_every
         return self.revision
 
+    def peek(self, key):
+        self.current_revision()
+        return self.entries.get(key)
+
     def get(self, key, render):
-        """(body, headers) for key: from the cache, or from render() with an ETag added and kept unless streamed."""
+        """The entry for key: cached, or from render() → (body, headers) with an ETag, kept unless streamed."""
         revision = self.current_revision()
         entries = self.entries  # a revision change meanwhile swaps in a new dict: never store stale answers
         entry = entries.get(key)
         if entry is None:
             body, headers = render()
             digest = hashlib.blake2b(repr(key).encode(), digest_size=8).hexdigest()
-            entry = body, {**headers, 'ETag': f'"{revision[:16]}{digest}"', 'Cache-Control': 'public, no-cache',
-                           'Content-Type': 'application/json'}
-            if isinstance(body, bytes):
-                if len(entries) >= self.max_entries:
-                    del entries[next(iter(entries))]  # the oldest
-                entries[key] = entry
+            headers = {**headers, 'ETag': f'"{revision[:16]}{digest}"', 'Cache-Control': 'public, no-cache',
+                       'Content-Type': 'application/json'}
+            if not isinstance(body, bytes):
+                return body, headers, None
+            entry = body, headers, [(name.title(), value)  # the same spelling as Bottle's
+                                    for name, value in {**headers, **self.cors_headers,
+                                                        'Content-Length': str(len(body))}.items()]
+            if len(entries) >= self.max_entries:
+                del entries[next(iter(entries))]  # the oldest
+            entries[key] = entry
         return entry
 
 
@@ -203,7 +213,7 @@ def catalogue(render):
     """Answer a catalogue GET from the cache, keyed by path and query string, or from render() → (body, headers).
     Parameters are checked in render(), so a cache hit skips that work too; a 400 is never cached."""
     key = request.environ['PATH_INFO'], request.environ.get('QUERY_STRING', '')
-    body, headers = setting('cache').get(key, render)
+    body, headers, _ = setting('cache').get(key, render)
     if_none_match = request.get_header('If-None-Match')
     if if_none_match and {headers['ETag'], '*'} & {tag.strip().removeprefix('W/') for tag in if_none_match.split(',')}:
         return HTTPResponse(status=304, headers={'ETag': headers['ETag'], 'Cache-Control': headers['Cache-Control']})
@@ -504,7 +514,21 @@ def web_ui(page=None):
     return static_file('index.html', root=STATIC)
 
 
-# --- Command line ------------------------------------------------------------------------------------
+# --- The WSGI stack: access log → cached catalogue answers → Bottle ---------------------------------
+
+def serve_cached(wsgi_app):
+    """WSGI middleware: a plain GET whose answer is in the catalogue cache never enters Bottle (whose routing,
+    hooks and response objects cost more than the rest of such a request); everything else goes on to it."""
+    def serve(environ, start_response):
+        if environ['REQUEST_METHOD'] == 'GET' and 'HTTP_IF_NONE_MATCH' not in environ:
+            path = environ.get('PATH_INFO', '')
+            entry = setting('cache').peek((path.rstrip('/') or '/', environ.get('QUERY_STRING', '')))
+            if entry is not None:
+                start_response('200 OK', entry[2])
+                return [entry[0]]
+        return wsgi_app(environ, start_response)
+    return serve
+
 
 def access_log(wsgi_app):
     """WSGI middleware: one line per request with method, path, status and duration (never the query)."""
@@ -541,6 +565,11 @@ class BufferedLogHandler(logging.StreamHandler):
             time.sleep(interval)
             self.flush()
 
+
+application = access_log(serve_cached(app))
+
+
+# --- Command line ------------------------------------------------------------------------------------
 
 def signing_key(database_url):
     """MOVIESAPI_SECRET, or a random key kept (mode 0600) beside the SQLite file so tokens survive restarts."""
@@ -624,7 +653,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # let Waitress finish in-flight requests
     proxy = {'trusted_proxy': args.trusted_proxy, 'trusted_proxy_count': 1,
              'trusted_proxy_headers': 'x-forwarded-for x-forwarded-proto'} if args.trusted_proxy else {}
-    waitress.serve(access_log(app), host=args.host, port=args.port, threads=args.threads, ident='moviesapi',
+    waitress.serve(application, host=args.host, port=args.port, threads=args.threads, ident='moviesapi',
                    max_request_body_size=1024 * 1024, max_request_header_size=16 * 1024,
                    channel_timeout=30, **proxy)
 

@@ -154,6 +154,12 @@ def test_catalogue_is_served_from_cache_after_the_first_request(app):
     assert again.count == 0
 
 
+@pytest.mark.parametrize('path', ['/movies/?status=new&page=2', '/movies/3', '/genres/', '/directors/?page=1'])
+def test_cache_hits_answer_exactly_like_the_first_request(app, path):
+    first, again = app.get(path), app.get(path)
+    assert again.body == first.body and sorted(again.headerlist) == sorted(first.headerlist)
+
+
 def test_favourites_cost_two_queries_whatever_their_number(app, user):
     for movie_id in range(1, 11):
         app.post(f'/favorites/movies/{movie_id}', headers=user['headers'])

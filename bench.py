@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""Benchmark the real moviesapi server against a bare-Waitress ceiling (issue 4, "Speed").
+
+    python bench.py                     # seed data (about 2 minutes)
+    python bench.py --movies 100000     # seed data, then a synthetic 100,000-movie catalogue
+
+Starts `moviesapi.py` on loopback, loads it with wrk (Debian's package) or, without wrk, a small
+threaded Python client, and reads the server's CPU time from /proc/<pid>/stat. Each figure is the
+median of --rounds interleaved runs. Targets are printed beside the figures with PASS/FAIL.
+"""
+import argparse
+import http.client
+import json
+import math
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import namedtuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PAGE_SIZE = 12
+FIGURES = ('rps', 'p50', 'p99', 'cpu_1k')
+# route name -> (max CPU/request vs ceiling, min req/s vs ceiling), seed data only
+SEED_TARGETS = {'/genres/': (1.5, 0.7), '/movies/?page=1': (1.5, 0.7), '/movies/{random id}': (1.5, 0.7),
+                '/user/': (3, 0.5), '/favorites/movies/': (3, 0.5)}
+UNCACHED_FIRST, UNCACHED_LAST = 'new, pages 1-3000 (uncached)', 'new, last 3000 pages (uncached)'
+UNCACHED_ID_ORDER = 'id order, last 3000 pages (uncached)'
+STARTED = []  # every server started, stopped by main() however the run ends
+Route = namedtuple('Route', 'name paths method body token', defaults=('GET', None, None))
+
+# ---- servers --------------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server subprocess on loopback: started, health-checked, measured through /proc, stopped."""
+
+    def __init__(self, argv, env, log_path):
+        self.argv, self.env, self.log_path, self.proc = argv, env, log_path, None
+
+    def start(self):
+        self.port = free_port()
+        argv = [a.replace('{port}', str(self.port)) for a in self.argv]
+        with open(self.log_path, 'ab') as log:
+            self.proc = subprocess.Popen(argv, cwd=HERE, env=self.env, stdout=log, stderr=log)
+        STARTED.append(self)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f'server exited ({self.proc.returncode}): {argv}\n{self.log_tail()}')
+            try:
+                if fetch(self.port, 'GET', '/health')[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        sys.exit(f'server not healthy after 60 s: {argv}\n{self.log_tail()}')
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cpu_seconds(self):
+        """utime + stime of the whole process (all threads), in seconds."""
+        with open(f'/proc/{self.proc.pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+    def wait_idle(self, timeout=10):
+        """Wait until the server stops using CPU (requests queued by the previous run are finished)."""
+        deadline, last = time.monotonic() + timeout, self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            last, previous = self.cpu_seconds(), last
+            if last - previous < 0.01:
+                return
+
+    def peak_rss_mb(self):
+        with open(f'/proc/{self.proc.pid}/status') as f:
+            return int(re.search(r'VmHWM:\s+(\d+) kB', f.read()).group(1)) / 1024
+
+    def log_tail(self):
+        with open(self.log_path, 'rb') as f:
+            return f.read()[-3000:].decode('utf-8', 'replace')
+
+
+def serve_ceiling(port, response_file):
+    """--ceiling-server mode: a bare WSGI callable returning one saved response, on Waitress."""
+    import logging
+
+    import waitress
+    with open(response_file) as f:
+        saved = json.load(f)
+    headers, body = [tuple(h) for h in saved['headers']], saved['body'].encode('latin-1')
+
+    def app(environ, start_response):
+        start_response('200 OK', headers)
+        return [body]
+
+    # With more clients than threads, the "Task queue depth" warning fires on about half the requests and
+    # costs ~20% of throughput; the ceiling is the best this Waitress can do, so it is silenced here.
+    logging.getLogger('waitress.queue').setLevel(logging.ERROR)
+    waitress.serve(app, host='127.0.0.1', port=port, threads=4, ident='moviesapi')
+
+# ---- HTTP helpers, data ---------------------------------------------------------------------------
+
+def fetch(port, method, path, body=None, token=None):
+    """One request on a fresh connection; returns (status, headers, body bytes)."""
+    headers = {'Content-Type': 'application/json'} if body is not None else {}
+    if token:
+        headers['Authorization'] = 'Bearer ' + token
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=120)
+    try:
+        conn.request(method, path, None if body is None else json.dumps(body), headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheaders(), resp.read()
+    finally:
+        conn.close()
+
+
+def expect(result, *statuses):
+    if result[0] not in statuses:
+        sys.exit(f'expected {statuses}, got {result[0]}: {result[2][:300]!r}')
+    return result
+
+
+def make_user(port, movie_ids):
+    """Register and log in a bench user with 10 favourite movies; returns (credentials, access token)."""
+    creds = {'email': f'bench-{secrets.token_hex(4)}@example.com', 'password': 'Bench-' + secrets.token_hex(8)}
+    expect(fetch(port, 'POST', '/auth/register', creds), 201)
+    token = json.loads(expect(fetch(port, 'POST', '/auth/login', creds), 200)[2])['access_token']
+    for movie_id in movie_ids[:10]:
+        expect(fetch(port, 'POST', f'/favorites/movies/{movie_id}', token=token), 200, 201)
+    return creds, token
+
+
+WORDS = ('night city river last first dark silent red winter summer king road house star war love ghost '
+         'island secret storm garden letter train mirror wolf sea mountain shadow glass iron golden '
+         'брат сестра зима ночь город река дорога звезда').split()
+FIRST = 'Anna Boris Clara David Elena Felix Greta Hugo Irina Jonas Karin Lev Maria Nikita Olga Pavel ' \
+        'Quinn Rosa Sergei Tanya Ulrich Vera Walter Xenia Yuri Zoe Alexei Bianca Carlos Dasha'.split()
+LAST = 'Ivanov Smith Petrova Kowalski Novak Rossi Weber Larsen Moreau Tanaka Silva Horvat Berg Dubois ' \
+       'Volkov Kim Costa Fischer Nagy Popescu Jansen Lindqvist Orlov Santos Keller Frost Hale Marsh'.split()
+
+
+def add_synthetic_catalogue(db_path, n_movies, n_directors, seed):
+    """Top the sqlite catalogue up to n_movies movies and n_directors directors, reproducibly."""
+    rng = random.Random(seed)
+    con = sqlite3.connect(db_path)
+    columns = ('id', 'title', 'description', 'trailer', 'year', 'rating', 'genre_id', 'director_id')
+    required = [c[1] for c in con.execute('PRAGMA table_info(movie)') if c[3] and c[4] is None and not c[5]]
+    if set(required) - set(columns):
+        sys.exit(f'movie has required columns this bench does not fill: {set(required) - set(columns)}')
+    genre_ids = [r[0] for r in con.execute('SELECT id FROM genre')]
+    d_count, d_max = con.execute('SELECT count(*), coalesce(max(id), 0) FROM director').fetchone()
+    names = rng.sample([f'{first} {m}. {last}' for first in FIRST for m in 'ABEKLMNRSV' for last in LAST],
+                       max(0, n_directors - d_count))
+    directors = [(d_max + 1 + i, name) for i, name in enumerate(names)]
+    m_count, m_max = con.execute('SELECT count(*), coalesce(max(id), 0) FROM movie').fetchone()
+    director_ids = [r[0] for r in con.execute('SELECT id FROM director')] + [d[0] for d in directors]
+
+    def movie(movie_id):
+        title = ' '.join(rng.choice(WORDS) for _ in range(rng.randint(1, 4))).capitalize()
+        description = ' '.join(rng.choice(WORDS) for _ in range(rng.randint(40, 120))).capitalize() + '.'
+        trailer = 'https://www.youtube.com/watch?v=' + ''.join(rng.choices('abcdefghijkXYZ0123456789_-', k=11))
+        return (movie_id, title, description, trailer, rng.randint(1930, 2024), round(rng.uniform(1, 10), 1),
+                rng.choice(genre_ids), rng.choice(director_ids))
+
+    with con:
+        con.executemany('INSERT INTO director (id, name) VALUES (?, ?)', directors)
+        con.executemany(f'INSERT INTO movie ({", ".join(columns)}) VALUES ({", ".join("?" * 8)})',
+                        (movie(m_max + 1 + i) for i in range(max(0, n_movies - m_count))))
+    con.close()
+
+
+def movie_ids(db_path):
+    with sqlite3.connect(db_path) as con:
+        return [r[0] for r in con.execute('SELECT id FROM movie ORDER BY id')]
+
+# ---- load generators ------------------------------------------------------------------------------
+
+def lua_script(route, path):
+    """Write a wrk script sending the route's method, body and headers, cycling through its paths."""
+    lines = [f'wrk.method = "{route.method}"']
+    if route.body is not None:
+        lines += [f'wrk.body = {json.dumps(json.dumps(route.body))}',
+                  'wrk.headers["Content-Type"] = "application/json"']
+    if route.token:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {route.token}"')
+    if len(route.paths) > 1:  # a request() function costs wrk CPU: only when there is something to cycle
+        lines += ['local paths = {' + ', '.join(json.dumps(p) for p in route.paths) + '}', 'local i = 0',
+                  'request = function() i = i % #paths + 1; return wrk.format(nil, paths[i]) end']
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def to_ms(number, unit):
+    return float(number) * {'us': 1e-3, 'ms': 1, 's': 1e3, 'm': 6e4}[unit]
+
+
+def parse_wrk(text):
+    """Requests, req/s, p50/p99 (ms) and error counts from `wrk --latency` output."""
+    requests = int(re.search(r'(\d+) requests in', text).group(1))
+    errors = sum(map(int, re.findall(r'Non-2xx or 3xx responses: (\d+)', text)))
+    errors += sum(int(n) for n in re.findall(r'(?:connect|read|write|timeout) (\d+)', text))
+    p50, p99 = (to_ms(*re.search(rf'^\s+{q}%\s+([\d.]+)(\w+)', text, re.MULTILINE).groups()) for q in (50, 99))
+    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', text).group(1))
+    return {'requests': requests, 'rps': rps, 'p50': p50, 'p99': p99, 'errors': errors}
+
+
+def run_wrk(port, route, duration, connections, tmp):
+    script = os.path.join(tmp, 'route.lua')
+    lua_script(route, script)
+    out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{duration}s', '--timeout', '10s', '--latency',
+                          '-s', script, f'http://127.0.0.1:{port}{route.paths[0]}'],
+                         capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def run_python_client(port, route, duration, connections, tmp):
+    """Fallback load generator: one keep-alive http.client connection per thread for `duration` seconds."""
+    headers = {'Content-Type': 'application/json'} if route.body is not None else {}
+    if route.token:
+        headers['Authorization'] = 'Bearer ' + route.token
+    body = None if route.body is None else json.dumps(route.body)
+    latencies, errors, deadline = [[] for _ in range(connections)], [0] * connections, time.monotonic() + duration
+
+    def client(k):
+        conn, i = http.client.HTTPConnection('127.0.0.1', port, timeout=10), k
+        while time.monotonic() < deadline:
+            start, i = time.perf_counter(), i + 1
+            try:
+                conn.request(route.method, route.paths[i % len(route.paths)], body, headers)
+                resp = conn.getresponse()
+                resp.read()
+                errors[k] += resp.status >= 400
+                latencies[k].append((time.perf_counter() - start) * 1000)
+            except (OSError, http.client.HTTPException):
+                errors[k] += 1
+                conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(connections)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lat = sorted(x for per_thread in latencies for x in per_thread)
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float('nan')
+    return {'requests': len(lat), 'rps': len(lat) / (time.perf_counter() - started),
+            'p50': pct(0.50), 'p99': pct(0.99), 'errors': sum(errors)}
+
+# ---- measurement and report -----------------------------------------------------------------------
+
+def measure(server, route, args, tmp, duration=None):
+    """One load run; adds the server's CPU-seconds per 1,000 requests."""
+    server.wait_idle()
+    cpu = server.cpu_seconds()
+    load = run_wrk if args.wrk else run_python_client
+    result = load(server.port, route, duration or args.duration, args.connections, tmp)
+    if not result['requests']:  # nothing finished: no figure rather than a wrong one
+        result.update(rps=0.0, p50=math.nan, p99=math.nan)
+    result['cpu_1k'] = (server.cpu_seconds() - cpu) / result['requests'] * 1000 if result['requests'] else math.nan
+    return result
+
+
+def measure_all(targets, args, tmp):
+    """Warm every (server, route) up, then measure each `rounds` times, interleaved; medians per figure."""
+    runs = {route.name: [] for _, route in targets}
+    for server, route in targets:
+        measure(server, route, args, tmp, duration=1)
+    for n in range(args.rounds):
+        for server, route in targets:
+            r = measure(server, route, args, tmp)
+            runs[route.name].append(r)
+            print(f'  round {n + 1} {route.name:<38} {r["rps"]:8.0f} req/s  p50 {r["p50"]:7.2f} ms  '
+                  f'p99 {r["p99"]:7.2f} ms  {r["cpu_1k"]:6.3f} CPU-s/1k' +
+                  (f'  {r["errors"]} ERRORS' if r['errors'] else ''), flush=True)
+    return {name: {k: statistics.median(r[k] for r in rs) for k in FIGURES + ('errors',)}
+            for name, rs in runs.items()}
+
+
+def ratio(a, b):
+    return a / b if b else math.nan
+
+
+def verdict(ok):
+    return 'PASS' if ok else 'FAIL'
+
+
+def print_table(title, results, seed_targets):
+    """Medians, ratios to the ceiling and (seed data) the targets, one line a route."""
+    ceiling = results['ceiling (bare Waitress)']
+    print(f'\n{title}\n{"route":<38} {"req/s":>8} {"p50 ms":>8} {"p99 ms":>8} {"CPU-s/1k":>9} '
+          f'{"CPU×ceil":>9} {"req/s÷ceil":>10}  target')
+    for name, r in results.items():
+        cpu_x, rps_x = ratio(r['cpu_1k'], ceiling['cpu_1k']), ratio(r['rps'], ceiling['rps'])
+        target = seed_targets.get(name) if seed_targets else None
+        check = (f'≤{target[0]}× ≥{target[1]:.0%}  {verdict(cpu_x <= target[0] and rps_x >= target[1])}'
+                 if target else '')
+        errors = f'  ({r["errors"]:.0f} errors/run)' if r['errors'] else ''
+        print(f'{name:<38} {r["rps"]:8.0f} {r["p50"]:8.2f} {r["p99"]:8.2f} {r["cpu_1k"]:9.3f} '
+              f'{cpu_x:9.2f} {rps_x:10.0%}  {check}{errors}')
+
+
+def bench_routes(ids, creds, token, rng, synthetic):
+    """The measured routes. At scale, 20,000 random ids and cycles of 3,000 pages defeat response caches."""
+    last = math.ceil(len(ids) / PAGE_SIZE)
+    new_pages = lambda numbers, order='status=new&': [f'/movies/?{order}page={n}' for n in numbers]
+    return [Route('/genres/', ['/genres/']),
+            Route('/movies/?page=1', ['/movies/?page=1']),
+            Route('/movies/?status=new&page=1', ['/movies/?status=new&page=1']),
+            Route(f'/movies/?status=new&page={last}', [f'/movies/?status=new&page={last}']),
+            Route('/movies/{random id}', [f'/movies/{rng.choice(ids)}' for _ in range(20000)]),
+            Route('/user/', ['/user/'], token=token),
+            Route('/favorites/movies/', ['/favorites/movies/'], token=token),
+            Route('POST /auth/login', ['/auth/login'], 'POST', creds),
+            ] + ([Route(UNCACHED_FIRST, new_pages(range(1, 3001))),
+                  Route(UNCACHED_LAST, new_pages(range(last - 2999, last + 1))),
+                  Route(UNCACHED_ID_ORDER, new_pages(range(last - 2999, last + 1), ''))] if synthetic else [])
+
+
+def start_server(args, tmp, movies):
+    """The real server on a fresh database: seed data, or topped up to `movies` synthetic movies."""
+    db = os.path.join(tmp, f'movies-{movies or "seed"}.db')
+    env = {k: v for k, v in os.environ.items() if k not in ('MOVIESAPI_HASH_ITERATIONS', 'MOVIESAPI_DATABASE_URL')}
+    env['MOVIESAPI_SECRET'] = secrets.token_hex(32)
+    server = Server([sys.executable, 'moviesapi.py', '--host', '127.0.0.1', '--port', '{port}', '--db', db,
+                     '--threads', '4'], env, os.path.join(tmp, f'server-{movies or "seed"}.log')).start()
+    if movies:
+        server.stop()
+        started = time.perf_counter()
+        add_synthetic_catalogue(db, movies, 1000, args.seed)
+        print(f'\nsynthetic catalogue: {movies} movies, 1000 directors in {time.perf_counter() - started:.1f} s')
+        server.start()
+    return server, movie_ids(db)
+
+
+def start_ceiling(server, tmp):
+    """The bare-Waitress ceiling, serving the bytes and headers of the real server's /movies/?page=1."""
+    _, headers, body = expect(fetch(server.port, 'GET', '/movies/?page=1'), 200)
+    response_file = os.path.join(tmp, 'page1.json')
+    with open(response_file, 'w') as f:
+        json.dump({'headers': [h for h in headers if h[0].lower() not in ('date', 'server', 'connection')],
+                   'body': body.decode('latin-1')}, f)
+    return Server([sys.executable, os.path.abspath(__file__), '--ceiling-server', '{port}', response_file],
+                  server.env, os.path.join(tmp, 'ceiling.log')).start(), len(body)
+
+
+def run_phase(args, tmp, movies=None, seed_page1=None):
+    """Benchmark one catalogue (seed data, or `movies` synthetic movies); returns the medians."""
+    server, ids = start_server(args, tmp, movies)
+    creds, token = make_user(server.port, ids)
+    ceiling, page_bytes = start_ceiling(server, tmp)
+    routes = bench_routes(ids, creds, token, random.Random(args.seed), bool(movies))
+    for route in routes:
+        expect(fetch(server.port, route.method, route.paths[0], route.body, route.token), 200)
+    label = f'{movies} synthetic movies' if movies else f'seed data ({len(ids)} movies)'
+    print(f'\n== {label}: /movies/?page=1 is {page_bytes} bytes; {args.rounds} rounds × {args.duration} s')
+    targets = [(ceiling, Route('ceiling (bare Waitress)', ['/movies/?page=1']))] + [(server, r) for r in routes]
+    results = measure_all(targets, args, tmp)
+    print_table(f'{label}, medians of {args.rounds} runs', results, None if movies else SEED_TARGETS)
+    ceiling.stop()
+    if movies:
+        report_scale(server, results, seed_page1, routes[3].paths[0], movies)
+    server.stop()
+    return results
+
+
+def report_scale(server, results, seed, deep_path, movies):
+    """The large-catalogue targets: deep paging, a cold deep page, page 1 vs seed data, full-list memory."""
+    print(f'\n{movies}-movie targets')
+    for label, first, last in (('same page repeated', '/movies/?status=new&page=1', deep_path),
+                               ('3000 pages cycled', UNCACHED_FIRST, UNCACHED_LAST)):
+        p50, first_p50 = results[last]['p50'], results[first]['p50']
+        print(f'last status=new pages p50 ÷ first pages p50 ({label}): {p50:.2f} / {first_p50:.2f} ms = '
+              f'{ratio(p50, first_p50):.2f}×   target ≤2×  {verdict(p50 <= 2 * first_p50)}')
+    if seed:
+        page1 = results['/movies/?page=1']
+        cpu_x, slower = ratio(page1['cpu_1k'], seed['cpu_1k']), ratio(seed['rps'], page1['rps'])
+        print(f'/movies/?page=1 vs seed data: CPU/request {cpu_x:.2f}×, req/s {page1["rps"]:.0f} vs {seed["rps"]:.0f} '
+              f'(slowdown {slower:.2f}×)   target ≤1.5× on both  {verdict(max(cpu_x, slower) <= 1.5)}')
+    server.stop()
+    server.start()
+    started = time.perf_counter()
+    expect(fetch(server.port, 'GET', deep_path), 200)
+    cold_ms = (time.perf_counter() - started) * 1000
+    print(f'cold deep page (first request after a restart, {deep_path}): {cold_ms:.1f} ms   '
+          f'target <10 ms  {verdict(cold_ms < 10)}')
+    rss_before, cpu, started = server.peak_rss_mb(), server.cpu_seconds(), time.perf_counter()
+    status, size = full_list(server.port)
+    seconds, cpu, rss = time.perf_counter() - started, server.cpu_seconds() - cpu, server.peak_rss_mb()
+    print(f'GET /movies/ (full list): status {status}, {size / 1e6:.1f} MB in {seconds:.2f} s, {cpu:.2f} server '
+          f'CPU-s; peak RSS {rss_before:.1f} MB before, {rss:.1f} MB after   target <100 MB  {verdict(rss < 100)}')
+
+
+def full_list(port):
+    """GET /movies/ without page, read in chunks; returns (status, bytes)."""
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=300)
+    conn.request('GET', '/movies/')
+    resp, size = conn.getresponse(), 0
+    while chunk := resp.read(1 << 16):
+        size += len(chunk)
+    conn.close()
+    return resp.status, size
+
+
+def print_machine(args):
+    with open('/proc/cpuinfo') as f:
+        model = re.search(r'model name\s*:\s*(.*)', f.read()).group(1)
+    load = subprocess.run(['wrk', '--version'], capture_output=True, text=True, check=False).stdout.split(' [')[0] \
+        if args.wrk else 'bundled Python client (wrk not found)'
+    print(f'machine: {os.cpu_count()} CPUs, {model}; Python {sys.version.split()[0]}; load: {load}, '
+          f'{args.connections} connections; server --threads 4, production hash iterations')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--movies', type=int, help='also bench a synthetic catalogue of this many movies')
+    parser.add_argument('--seed', type=int, default=4, help='random seed for the synthetic data and ids')
+    parser.add_argument('--duration', type=int, default=3, help='seconds per measurement')
+    parser.add_argument('--rounds', type=int, default=3, help='measurements per route (median reported)')
+    parser.add_argument('--connections', type=int, default=8)
+    parser.add_argument('--python-client', action='store_true', help='use the bundled client even with wrk')
+    parser.add_argument('--ceiling-server', nargs=2, metavar=('PORT', 'RESPONSE_FILE'), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ceiling_server:
+        return serve_ceiling(int(args.ceiling_server[0]), args.ceiling_server[1])
+    args.wrk = bool(shutil.which('wrk')) and not args.python_client
+    print_machine(args)
+    with tempfile.TemporaryDirectory(prefix='moviesapi-bench-') as tmp:
+        try:
+            seed = run_phase(args, tmp)
+            if args.movies:
+                run_phase(args, tmp, args.movies, seed['/movies/?page=1'])
+        finally:
+            for server in STARTED:
+                server.stop()
+
+
+if __name__ == '__main__':
+    main()
