@@ -41,7 +41,7 @@ def configure(database_url, secret, cors_origin='*', access_ttl=15 * 60, refresh
               login_failures_per_email=5, login_failures_per_address=50, login_window=300,
               cache_seconds=1.0, max_connections=8):
     """Point the app at a database (creating and seeding it if empty) and set its keys and limits."""
-    if len(secret) < 32:
+    if len(secret.encode()) < 32:
         raise ValueError('The signing key must be at least 32 bytes long.')
     close_database()
     db.initialize(open_database(database_url, max_connections))
@@ -263,16 +263,12 @@ def page_links(page, last):
 
 # --- Hooks, CORS and errors --------------------------------------------------------------------------
 
-def cors_headers():
-    return setting('cors_headers')
-
-
 @app.hook('before_request')
 def normalise_request():
     """Answer CORS preflights, and treat /movies/ and /movies as one route."""
     if request.method == 'OPTIONS':
         raise HTTPResponse(status=204, headers={
-            **cors_headers(), 'Access-Control-Max-Age': '600',
+            **setting('cors_headers'), 'Access-Control-Max-Age': '600',
             'Access-Control-Allow-Methods': 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
             'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-None-Match'})
     path = request.environ['PATH_INFO']
@@ -282,7 +278,7 @@ def normalise_request():
 
 @app.hook('after_request')
 def finish_request():
-    response.headers.update(cors_headers())
+    response.headers.update(setting('cors_headers'))
     if not db.is_closed():
         db.close()
 
@@ -295,7 +291,7 @@ STANDARD_MESSAGES = {400: 'Некорректный запрос.', 403: 'Дос
 def json_error(error):
     """Every error, Bottle's own included, as JSON {"message", "status"}; tracebacks stay in the log."""
     response.content_type = 'application/json'
-    response.headers.update(cors_headers())
+    response.headers.update(setting('cors_headers'))
     message = error.body
     if error.status_code >= 500 or not isinstance(message, str) or message.isascii():
         # Bottle's own errors (routing, static files, crashes) speak English or too much; ours are Russian.
