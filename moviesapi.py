@@ -22,7 +22,8 @@ from peewee import DatabaseError, IntegrityError
 import apidocs
 from auth import BearerAuth, LoginThrottle, Tokens, authenticate, hash_password, check_password
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision,
-                    catalogue_revision, close_database, create_schema, db, open_database)
+                    catalogue_revision, close_database, create_schema, db, open_database,
+                    release_connection)
 
 HERE = pathlib.Path(__file__).parent
 STATIC = HERE / 'static'
@@ -279,8 +280,7 @@ def normalise_request():
 @app.hook('after_request')
 def finish_request():
     response.headers.update(setting('cors_headers'))
-    if not db.is_closed():
-        db.close()
+    release_connection(failed=response.status_code >= 400 or sys.exc_info()[0] is not None)
 
 
 STANDARD_MESSAGES = {400: 'Некорректный запрос.', 403: 'Доступ запрещён.', 404: 'Такого адреса нет.',
