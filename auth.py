@@ -17,6 +17,7 @@ from models import LoginFailure, RefreshToken, User, db, now
 # OWASP's current PBKDF2-HMAC-SHA256 work factor; tests lower it through the environment.
 HASH_ITERATIONS = int(os.environ.get('MOVIESAPI_HASH_ITERATIONS', 600_000))
 ALGORITHM = 'HS256'
+LEEWAY = 10  # seconds of clock skew between the servers that issue and check tokens
 
 
 # --- Passwords ---------------------------------------------------------------------------------------
@@ -76,8 +77,9 @@ def unauthorized(message, error='invalid_token'):
 class Tokens:
     """Issues, verifies and rotates HS256 access and refresh tokens."""
 
-    def __init__(self, secret, access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600):
+    def __init__(self, secret, access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600, remember=10_000):
         self.secret, self.access_ttl, self.refresh_ttl = secret, access_ttl, refresh_ttl
+        self.verified, self.remember = {}, remember  # token → claims: each signature is checked once
 
     def _encode(self, user, kind, ttl, jti):
         issued = int(time.time())
@@ -94,14 +96,26 @@ class Tokens:
         return {'access_token': self._encode(user, 'access', self.access_ttl, secrets.token_urlsafe(16)),
                 'refresh_token': self._encode(user, 'refresh', self.refresh_ttl, jti)}
 
+    def signed_claims(self, token):
+        """The claims of a token with a valid signature and the required claims; raises 401."""
+        claims = self.verified.get(token)
+        if claims is None:
+            try:
+                claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], leeway=LEEWAY,
+                                    options={'require': ['exp', 'iat', 'sub', 'jti'], 'verify_exp': False})
+            except jwt.InvalidTokenError:
+                raise unauthorized('Токен недействителен или истёк.')
+            if len(self.verified) >= self.remember:
+                self.verified.clear()
+            self.verified[token] = claims
+        return claims
+
     def verify(self, token, kind, verify_exp=True):
         """(user, claims) for a valid token of this kind whose user still exists; raises 401."""
-        try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], leeway=10,
-                                options={'require': ['exp', 'iat', 'sub', 'jti'], 'verify_exp': verify_exp})
-        except jwt.InvalidTokenError:
+        claims = self.signed_claims(token)
+        version, subject, expires = claims.get('ver'), claims['sub'], claims['exp']
+        if type(expires) is not int or verify_exp and expires < time.time() - LEEWAY:
             raise unauthorized('Токен недействителен или истёк.')
-        version, subject = claims.get('ver'), claims['sub']
         if claims.get('type') != kind or type(version) is not int or not subject.isdigit():
             raise unauthorized(f'Нужен токен типа "{kind}".')
         user = User.by_id(int(subject))

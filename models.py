@@ -162,7 +162,7 @@ class User(BaseModel):
         return next(iter(_user_by_id(id)), None)
 
     def favorite_movie_ids(self):
-        return [id for id, in _favorite_movie_ids(self.id).tuples()]
+        return [id for id, in db.execute_sql(*_favorite_movie_ids(self.id).sql())]
 
 
 class Favorite(BaseModel):

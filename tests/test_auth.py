@@ -150,6 +150,15 @@ def test_a_forged_but_valid_token_is_accepted_so_the_attacks_above_prove_somethi
     assert app.get('/user/', headers=bearer(forge(claims_for(user_id))), status=200).json['id'] == user_id
 
 
+def test_a_remembered_signature_does_not_outlive_its_token(app, user, monkeypatch):
+    import auth
+    app.get('/user/', headers=user['headers'], status=200)
+    assert user['access_token'] in moviesapi.setting('tokens').verified
+    later = time.time() + 15 * 60 + auth.LEEWAY + 1
+    monkeypatch.setattr(auth.time, 'time', lambda: later)
+    app.get('/user/', headers=user['headers'], status=401)
+
+
 def test_token_of_a_deleted_user_is_401(app, user):
     User.delete().execute()
     app.get('/user/', headers=user['headers'], status=401)
