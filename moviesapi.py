@@ -1,7 +1,6 @@
 """moviesapi: a movie catalogue with accounts and favourites, as a JSON API and a small web UI."""
 import argparse
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -11,8 +10,6 @@ import re
 import secrets
 import signal
 import sys
-import threading
-import time
 from urllib.parse import urlencode
 
 import waitress
@@ -20,10 +17,10 @@ from bottle import Bottle, HTTPResponse, abort, request, response, static_file
 from peewee import DatabaseError, IntegrityError
 
 import apidocs
-from auth import BearerAuth, LoginThrottle, Tokens, authenticate, hash_password, check_password
-from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision,
-                    catalogue_revision, close_database, create_schema, db, open_database,
-                    release_connection)
+from auth import BearerAuth, LoginThrottle, Tokens, authenticate, check_password, hash_password
+from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision, close_database,
+                    create_schema, db, open_database, release_connection)
+from serving import BufferedLogHandler, ResponseCache, access_log, serve_cached
 
 HERE = pathlib.Path(__file__).parent
 STATIC = HERE / 'static'
@@ -165,50 +162,7 @@ def get_or_404(query, id):
     return found
 
 
-# --- Catalogue answers: encoded once, cached per catalogue revision ---------------------------------
-
-class ResponseCache:
-    """Encoded catalogue answers, dropped when the catalogue revision changes (checked every check_every s).
-    An entry is (body, headers, the complete WSGI header list), so a hit can skip Bottle altogether."""
-
-    def __init__(self, check_every, cors_headers, max_entries=4096):
-        self.check_every, self.cors_headers, self.max_entries = check_every, cors_headers, max_entries
-        self.revision, self.entries, self.next_check = None, {}, 0.0
-
-    def current_revision(self):
-        """The catalogue revision, re-read from the database at most every check_every seconds."""
-        if time.monotonic() >= self.next_check:
-            with db.connection_context():  # also outside Bottle's hooks, which close the connection
-                revision = catalogue_revision()
-            if revision != self.revision:
-                self.revision, self.entries = revision, {}
-            self.next_check = time.monotonic() + self.check_every
-        return self.revision
-
-    def peek(self, key):
-        self.current_revision()
-        return self.entries.get(key)
-
-    def get(self, key, render):
-        """The entry for key: cached, or from render() → (body, headers) with an ETag, kept unless streamed."""
-        revision = self.current_revision()
-        entries = self.entries  # a revision change meanwhile swaps in a new dict: never store stale answers
-        entry = entries.get(key)
-        if entry is None:
-            body, headers = render()
-            digest = hashlib.blake2b(repr(key).encode(), digest_size=8).hexdigest()
-            headers = {**headers, 'ETag': f'"{revision[:16]}{digest}"', 'Cache-Control': 'public, no-cache',
-                       'Content-Type': 'application/json'}
-            if not isinstance(body, bytes):
-                return body, headers, None
-            entry = body, headers, [(name.title(), value)  # the same spelling as Bottle's
-                                    for name, value in {**headers, **self.cors_headers,
-                                                        'Content-Length': str(len(body))}.items()]
-            if len(entries) >= self.max_entries:
-                del entries[next(iter(entries))]  # the oldest
-            entries[key] = entry
-        return entry
-
+# --- Catalogue answers: encoded once, cached per catalogue revision (serving.ResponseCache) ----------
 
 def catalogue(render):
     """Answer a catalogue GET from the cache, keyed by path and query string, or from render() → (body, headers).
@@ -512,57 +466,7 @@ def web_ui(page=None):
 
 # --- The WSGI stack: access log → cached catalogue answers → Bottle ---------------------------------
 
-def serve_cached(wsgi_app):
-    """WSGI middleware: a plain GET whose answer is in the catalogue cache never enters Bottle (whose routing,
-    hooks and response objects cost more than the rest of such a request); everything else goes on to it."""
-    def serve(environ, start_response):
-        if environ['REQUEST_METHOD'] == 'GET' and 'HTTP_IF_NONE_MATCH' not in environ:
-            path = environ.get('PATH_INFO', '')
-            entry = setting('cache').peek((path.rstrip('/') or '/', environ.get('QUERY_STRING', '')))
-            if entry is not None:
-                start_response('200 OK', entry[2])
-                return [entry[0]]
-        return wsgi_app(environ, start_response)
-    return serve
-
-
-def access_log(wsgi_app):
-    """WSGI middleware: one line per request with method, path, status and duration (never the query)."""
-    def logged(environ, start_response):
-        started, status = time.perf_counter(), []
-
-        def start(line, headers, exc_info=None):
-            status.append(line.split(' ', 1)[0])
-            return start_response(line, headers, exc_info)
-        try:
-            return wsgi_app(environ, start)
-        finally:
-            log.info('%s %s %s %.1fms', environ['REQUEST_METHOD'], environ.get('PATH_INFO', ''),
-                     status[0] if status else '-', (time.perf_counter() - started) * 1000)
-    return logged
-
-
-class BufferedLogHandler(logging.StreamHandler):
-    """Log lines go to a buffered stream flushed every half second: a write per line costs a system call per
-    request, as much CPU as serving a cached page."""
-
-    def __init__(self, stream, interval=0.5):
-        super().__init__(stream)
-        threading.Thread(target=self._flush_every, args=(interval,), daemon=True).start()
-
-    def emit(self, record):
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-        except Exception:
-            self.handleError(record)
-
-    def _flush_every(self, interval):
-        while True:
-            time.sleep(interval)
-            self.flush()
-
-
-application = access_log(serve_cached(app))
+application = access_log(serve_cached(app, lambda: setting('cache')))
 
 
 # --- Command line ------------------------------------------------------------------------------------
