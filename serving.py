@@ -17,6 +17,7 @@ class ResponseCache:
     def __init__(self, check_every, cors_headers, max_entries=4096):
         self.check_every, self.cors_headers, self.max_entries = check_every, cors_headers, max_entries
         self.revision, self.entries, self.next_check = None, {}, 0.0
+        self.evicting = threading.Lock()  # two threads must not evict the same oldest entry
 
     def current_revision(self):
         """The catalogue revision, re-read from the database at most every check_every seconds."""
@@ -47,9 +48,10 @@ class ResponseCache:
             entry = body, headers, [(name.title(), value)  # the same spelling as Bottle's
                                     for name, value in {**headers, **self.cors_headers,
                                                         'Content-Length': str(len(body))}.items()]
-            if len(entries) >= self.max_entries:
-                del entries[next(iter(entries))]  # the oldest
-            entries[key] = entry
+            with self.evicting:
+                if len(entries) >= self.max_entries:
+                    del entries[next(iter(entries))]  # the oldest
+                entries[key] = entry
         return entry
 
 
