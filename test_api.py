@@ -230,3 +230,11 @@ def test_a_list_longer_than_one_batch_streams_whole_and_in_order(app):
         keys = [(m['year'], m['id']) if query else m['id'] for m in res.json]
         assert len(keys) == 20 + extra and keys == sorted(keys, reverse=bool(query))
     assert not moviesapi.setting('cache').entries  # streamed lists are too long to cache
+
+
+def test_the_response_cache_stays_bounded_by_evicting_its_oldest_entry(app):
+    from serving import ResponseCache
+    cache = ResponseCache(check_every=3600, cors_headers={}, max_entries=2)
+    for n in range(3):
+        cache.get(('/genres', f'page={n + 1}'), lambda: (b'[]', {}))
+    assert list(cache.entries) == [('/genres', 'page=2'), ('/genres', 'page=3')]
