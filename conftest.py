@@ -1,4 +1,5 @@
 """Shared fixtures: a fresh database per test (SQLite, and PostgreSQL when configured), the app, live servers."""
+import json
 import os
 import secrets
 import signal
@@ -6,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -82,6 +84,21 @@ class LiveServer:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=15)
+
+    def call(self, method, path, body=None, token=None, headers=None):
+        """One HTTP request: (status, headers, parsed JSON body or None)."""
+        request = urllib.request.Request(self.url + path, method=method, headers=headers or {},
+                                         data=None if body is None else json.dumps(body).encode())
+        if body is not None:
+            request.add_header('Content-Type', 'application/json')
+        if token:
+            request.add_header('Authorization', 'Bearer ' + token)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as res:
+                status, head, raw = res.status, res.headers, res.read()
+        except urllib.error.HTTPError as err:
+            status, head, raw = err.code, err.headers, err.read()
+        return status, head, json.loads(raw) if raw else None
 
     def log(self):
         with open(self.log_path, encoding='utf-8', errors='replace') as file:

@@ -18,7 +18,7 @@ db = DatabaseProxy()
 
 
 def open_database(url, max_connections=8):
-    """Open a SQLite file (a path or sqlite:///path) or a pooled PostgreSQL database (postgresql://)."""
+    """A connection pool on a SQLite file (a path or sqlite:///path) or a PostgreSQL database (postgresql://)."""
     if url.startswith(('postgres://', 'postgresql://')):
         return PooledPostgresqlDatabase(max_connections=max_connections, stale_timeout=300, timeout=10,
                                         **parse_db_url(url))

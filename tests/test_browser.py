@@ -4,7 +4,6 @@ Each test gets a fresh server and database (conftest's `live_server`) and its ow
 localStorage starts empty; one Chromium serves the whole session. Without Chromium or Playwright the
 tests skip on a developer's machine and fail in CI (CI=true), so a missing browser never passes silently.
 """
-import json
 import os
 import re
 import urllib.error
@@ -79,28 +78,13 @@ def database_url(tmp_path):
 
 # --- Helpers -----------------------------------------------------------------------------------------
 
-def call_api(server, method, path, body=None, token=None):
-    """(status, JSON) straight from the API, for setting up and checking what the UI shows."""
-    headers = {'Content-Type': 'application/json'} if body is not None else {}
-    if token:
-        headers['Authorization'] = f'Bearer {token}'
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(server.url + path, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b'null')
-
-
 def new_email():
     return f'viewer-{uuid.uuid4().hex[:10]}@example.com'
 
 
 def registered_user(server):
     email = new_email()
-    status, _ = call_api(server, 'POST', '/auth/register', {'email': email, 'password': PASSWORD})
+    status, _, _ = server.call('POST', '/auth/register', {'email': email, 'password': PASSWORD})
     assert status == 201
     return email
 
@@ -168,8 +152,8 @@ def held_back(page, url_pattern):
 # --- Browsing ----------------------------------------------------------------------------------------
 
 def test_home_shows_newest_movies_genres_and_directors(page, live_server):
-    _, newest = call_api(live_server, 'GET', '/movies/?status=new&page=1')
-    _, genres = call_api(live_server, 'GET', '/genres/')
+    _, _, newest = live_server.call('GET', '/movies/?status=new&page=1')
+    _, _, genres = live_server.call('GET', '/genres/')
     page.goto('/')
     expect(page.get_by_role('heading', level=1)).to_have_text('Кинотека')
     expect(cards(page)).to_have_count(PAGE_SIZE)
@@ -187,13 +171,13 @@ def test_home_shows_newest_movies_genres_and_directors(page, live_server):
     page.get_by_role('link', name=genre['name'], exact=True).click()
     expect(page).to_have_url(f'{live_server.url}/genre/{genre["id"]}')
     expect(page.get_by_role('heading', level=1)).to_have_text(genre['name'])
-    _, in_genre = call_api(live_server, 'GET', f'/movies/?genre_id={genre["id"]}&page=1')
+    _, _, in_genre = live_server.call('GET', f'/movies/?genre_id={genre["id"]}&page=1')
     expect(cards(page)).to_have_count(len(in_genre))
     assert card_titles(page) == [movie['title'] for movie in in_genre]
 
 
 def test_catalogue_pages_through_every_movie_and_sorts_newest_first(page, live_server):
-    _, every_movie = call_api(live_server, 'GET', '/movies/')
+    _, _, every_movie = live_server.call('GET', '/movies/')
     page.goto('/')
     release = held_back(page, re.compile(r'/movies/\?'))
     page.get_by_role('navigation', name='Основная навигация').get_by_role('link', name='Каталог').click()
@@ -216,7 +200,7 @@ def test_catalogue_pages_through_every_movie_and_sorts_newest_first(page, live_s
 
     page.get_by_role('link', name='Сначала новые').click()
     expect(page).to_have_url(f'{live_server.url}/catalog?sort=new')
-    _, newest = call_api(live_server, 'GET', '/movies/?status=new&page=1')
+    _, _, newest = live_server.call('GET', '/movies/?status=new&page=1')
     expect(cards(page).first).to_contain_text(newest[0]['title'])
     assert card_titles(page) == [movie['title'] for movie in newest]
 
@@ -226,7 +210,7 @@ def test_catalogue_pages_through_every_movie_and_sorts_newest_first(page, live_s
 
 
 def test_movie_page_shows_the_facts_and_links_to_genre_and_director(page, live_server):
-    _, movie = call_api(live_server, 'GET', '/movies/1')
+    _, _, movie = live_server.call('GET', '/movies/1')
     page.goto('/catalog')
     page.get_by_role('link', name=movie['title']).click()
     expect(page).to_have_url(f'{live_server.url}/movie/1')
@@ -289,11 +273,11 @@ def test_register_logout_then_login_with_wrong_and_right_password(page, live_ser
     page.get_by_label('Электронная почта').fill(email.upper())
     page.get_by_label('Пароль').fill(PASSWORD)
     page.get_by_role('button', name='Создать аккаунт').click()
-    _, duplicate = call_api(live_server, 'POST', '/auth/register', {'email': email, 'password': PASSWORD})
+    _, _, duplicate = live_server.call('POST', '/auth/register', {'email': email, 'password': PASSWORD})
     expect(page.get_by_role('alert')).to_have_text(duplicate['message'])
 
     log_in(page, email, 'not-the-password')
-    _, refused = call_api(live_server, 'POST', '/auth/login', {'email': 'nobody@example.com', 'password': 'x' * 8})
+    _, _, refused = live_server.call('POST', '/auth/login', {'email': 'nobody@example.com', 'password': 'x' * 8})
     expect(page.get_by_role('alert')).to_have_text(refused['message'])
     expect(page).to_have_url(f'{live_server.url}/login')
 
@@ -333,7 +317,7 @@ def test_pages_for_members_send_guests_to_login(page, live_server):
 
 def test_profile_changes_survive_a_reload(page, live_server):
     email = logged_in_as_new_user(page, live_server)
-    _, genres = call_api(live_server, 'GET', '/genres/')
+    _, _, genres = live_server.call('GET', '/genres/')
     page.get_by_role('link', name='Профиль').click()
     expect(page.get_by_label('Электронная почта')).to_have_value(email)
     expect(page.get_by_label('Любимый жанр').locator('option')).to_have_count(len(genres) + 1)
@@ -348,7 +332,7 @@ def test_profile_changes_survive_a_reload(page, live_server):
     expect(page.get_by_label('Фамилия')).to_have_value('Селезнёва')
     expect(page.get_by_label('Любимый жанр')).to_have_value(str(genres[2]['id']))
     access, _ = stored_tokens(page)
-    _, user = call_api(live_server, 'GET', '/user/', token=access)
+    _, _, user = live_server.call('GET', '/user/', token=access)
     assert (user['name'], user['surname'], user['favorite_genre']) == ('Алиса', 'Селезнёва', genres[2]['id'])
 
     page.get_by_label('Любимый жанр').select_option('')
@@ -373,7 +357,7 @@ def test_password_change_then_login_with_the_new_password(page, live_server):
     again.fill(new_password)
     page.get_by_role('button', name='Сменить пароль').click()
     access, _ = stored_tokens(page)
-    status, body = call_api(live_server, 'PUT', '/user/password',
+    status, _, body = live_server.call('PUT', '/user/password',
                             {'password_1': 'wrong-password-1', 'password_2': new_password}, token=access)
     assert status == 403
     expect(form.get_by_role('alert')).to_have_text(body['message'])
@@ -400,7 +384,7 @@ def test_password_change_then_login_with_the_new_password(page, live_server):
 
 def test_add_and_remove_favourites(page, live_server):
     logged_in_as_new_user(page, live_server)
-    _, movies = call_api(live_server, 'GET', '/movies/?page=1')
+    _, _, movies = live_server.call('GET', '/movies/?page=1')
     for movie in movies[:2]:
         page.goto(f'/movie/{movie["id"]}')
         page.get_by_role('button', name='☆ В избранное').click()
@@ -424,7 +408,7 @@ def test_add_and_remove_favourites(page, live_server):
     page.get_by_role('button', name='★ Убрать из избранного').click()
     expect(page.get_by_text('Убрано из избранного.')).to_be_visible()
     access, _ = stored_tokens(page)
-    assert call_api(live_server, 'GET', '/favorites/movies/', token=access)[1] == []
+    assert live_server.call('GET', '/favorites/movies/', token=access)[2] == []
 
 
 def test_corrupted_access_token_is_swapped_once_and_the_request_retried(page, live_server):
@@ -444,7 +428,7 @@ def test_corrupted_access_token_is_swapped_once_and_the_request_retried(page, li
     new_access, new_refresh = stored_tokens(page)
     assert len(swaps) == 1
     assert new_access != access and new_refresh != refresh
-    assert call_api(live_server, 'PUT', '/auth/login', {'refresh_token': refresh})[0] == 401  # spent
+    assert live_server.call('PUT', '/auth/login', {'refresh_token': refresh})[0] == 401  # spent
 
 
 def test_dead_session_sends_the_user_to_login(page, live_server):

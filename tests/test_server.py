@@ -5,46 +5,28 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def call(server, method, path, body=None, token=None, headers=()):
-    """(status, headers, parsed JSON or None) for one HTTP request."""
-    request = urllib.request.Request(server.url + path, method=method, headers=dict(headers),
-                                     data=None if body is None else json.dumps(body).encode())
-    if body is not None:
-        request.add_header('Content-Type', 'application/json')
-    if token:
-        request.add_header('Authorization', 'Bearer ' + token)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as res:
-            status, head, raw = res.status, res.headers, res.read()
-    except urllib.error.HTTPError as err:
-        status, head, raw = err.code, err.headers, err.read()
-    return status, head, json.loads(raw) if raw else None
-
-
 def test_smoke_through_waitress(live_server):
-    status, head, movies = call(live_server, 'GET', '/movies/?status=new&page=1')
+    status, head, movies = live_server.call('GET', '/movies/?status=new&page=1')
     assert status == 200 and len(movies) == 12 and head['Content-Type'] == 'application/json'
-    assert call(live_server, 'POST', '/auth/register', {'email': 'smoke@x.com', 'password': 'password1'})[0] == 201
-    tokens = call(live_server, 'POST', '/auth/login', {'email': 'smoke@x.com', 'password': 'password1'})[2]
-    assert call(live_server, 'POST', '/favorites/movies/7', token=tokens['access_token'])[0] == 201
-    assert [m['id'] for m in call(live_server, 'GET', '/favorites/movies', token=tokens['access_token'])[2]] == [7]
-    assert call(live_server, 'GET', '/nope')[2]['message']
-    status, head, _ = call(live_server, 'GET', '/genres/', headers={'Origin': 'http://localhost:3000'})
+    assert live_server.call('POST', '/auth/register', {'email': 'smoke@x.com', 'password': 'password1'})[0] == 201
+    tokens = live_server.call('POST', '/auth/login', {'email': 'smoke@x.com', 'password': 'password1'})[2]
+    assert live_server.call('POST', '/favorites/movies/7', token=tokens['access_token'])[0] == 201
+    assert [m['id'] for m in live_server.call('GET', '/favorites/movies', token=tokens['access_token'])[2]] == [7]
+    assert live_server.call('GET', '/nope')[2]['message']
+    status, head, _ = live_server.call('GET', '/genres/', headers={'Origin': 'http://localhost:3000'})
     assert head['Access-Control-Allow-Origin'] == '*'
 
 
 def test_access_log_has_one_line_per_request_and_no_secrets(live_server):
-    call(live_server, 'POST', '/auth/register', {'email': 'log@x.com', 'password': 'hunter2hunter2'})
-    tokens = call(live_server, 'POST', '/auth/login', {'email': 'log@x.com', 'password': 'hunter2hunter2'})[2]
-    call(live_server, 'GET', '/user/', token=tokens['access_token'])
+    live_server.call('POST', '/auth/register', {'email': 'log@x.com', 'password': 'hunter2hunter2'})
+    tokens = live_server.call('POST', '/auth/login', {'email': 'log@x.com', 'password': 'hunter2hunter2'})[2]
+    live_server.call('GET', '/user/', token=tokens['access_token'])
     deadline = time.monotonic() + 3  # the log is flushed twice a second
     while 'GET /user 200' not in live_server.log() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -58,11 +40,11 @@ def test_without_a_secret_a_private_key_file_keeps_tokens_valid_across_restarts(
     server = server_factory(db=db, env={'MOVIESAPI_SECRET': ''})
     key_file = tmp_path / 'keyed.db.secret'
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key_file.read_text().strip()) >= 64
-    call(server, 'POST', '/auth/register', {'email': 'k@x.com', 'password': 'password1'})
-    token = call(server, 'POST', '/auth/login', {'email': 'k@x.com', 'password': 'password1'})[2]['access_token']
+    server.call('POST', '/auth/register', {'email': 'k@x.com', 'password': 'password1'})
+    token = server.call('POST', '/auth/login', {'email': 'k@x.com', 'password': 'password1'})[2]['access_token']
     server.stop()
     server.start()
-    assert call(server, 'GET', '/user/', token=token)[0] == 200
+    assert server.call('GET', '/user/', token=token)[0] == 200
     assert key_file.read_text().strip() not in server.log()
 
 
@@ -82,7 +64,7 @@ def test_help_explains_every_flag():
 def test_an_import_reaches_every_process_within_the_cache_bound(server_factory, database_url, tmp_path):
     first, second = server_factory(), server_factory()
     for server in (first, second):
-        assert call(server, 'GET', '/movies/1')[2]['title'] == 'Йеллоустоун'
+        assert server.call('GET', '/movies/1')[2]['title'] == 'Йеллоустоун'
     changes = tmp_path / 'changes.json'
     changes.write_text(json.dumps({'movies': [{
         'pk': 1, 'title': 'Йеллоустоун (новая версия)', 'description': 'Обновлено.',
@@ -92,6 +74,6 @@ def test_an_import_reaches_every_process_within_the_cache_bound(server_factory, 
                     '--import', str(changes)], check=True, env=first.env, capture_output=True)
     imported = time.monotonic()
     for server in (first, second):
-        while call(server, 'GET', '/movies/1')[2]['title'] != 'Йеллоустоун (новая версия)':
+        while server.call('GET', '/movies/1')[2]['title'] != 'Йеллоустоун (новая версия)':
             assert time.monotonic() - imported < 1.5, 'the change took longer than the 1 s cache bound'
             time.sleep(0.05)
