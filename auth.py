@@ -197,7 +197,8 @@ class BearerAuth:
 
         @functools.wraps(callback)
         def with_user(*args, **kwargs):
-            scheme, _, token = request.get_header('Authorization', '').partition(' ')
+            # From the environ: Bottle's request.headers view and the environ would refer to each other.
+            scheme, _, token = request.environ.get('HTTP_AUTHORIZATION', '').partition(' ')
             if scheme.lower() != 'bearer' or not token.strip():
                 raise unauthorized('Нужен заголовок Authorization: Bearer <access-токен>.', error=None)
             kwargs['user'] = self.tokens.verify(token.strip(), 'access')[0]

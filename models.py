@@ -9,7 +9,7 @@ from peewee import (AutoField, BooleanField, CharField, DatabaseProxy, DateTimeF
                     ForeignKeyField, IntegerField, Model, PostgresqlDatabase, SqliteDatabase, TextField,
                     fn)
 from playhouse.db_url import parse as parse_db_url
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import PooledPostgresqlDatabase
 
 SEED_SQL = pathlib.Path(__file__).with_name('seed.sql')
 MAX_ID = 2**31 - 1  # PostgreSQL's integer: larger ids cannot exist, so they are 404s, not errors
@@ -18,17 +18,15 @@ db = DatabaseProxy()
 
 
 def open_database(url, max_connections=8):
-    """A connection pool on a SQLite file (a path or sqlite:///path) or a PostgreSQL database (postgresql://)."""
+    """A SQLite file (a path or sqlite:///path) or a PostgreSQL connection pool (postgresql://...)."""
     if url.startswith(('postgres://', 'postgresql://')):
         return PooledPostgresqlDatabase(max_connections=max_connections, stale_timeout=300, timeout=10,
                                         **parse_db_url(url))
     path = url.removeprefix('sqlite:///') if url.startswith('sqlite:///') else url
-    # Pooled: opening a connection and parsing the schema costs more than most requests. IMMEDIATE transactions
-    # take the write lock up front, so none fails on a lock upgrade. (The pool's `timeout` is the wait for a free
-    # connection; SQLite's busy timeout stays at Peewee's 5 s.)
-    database = PooledSqliteDatabase(path, max_connections=max_connections, stale_timeout=300, timeout=10,
-                                    check_same_thread=False, lock_type='IMMEDIATE',
-                                    pragmas={'journal_mode': 'wal', 'foreign_keys': 1, 'synchronous': 'normal'})
+    # IMMEDIATE transactions take the write lock up front, so none fails on a lock upgrade. SQLite's busy
+    # timeout stays at Peewee's 5 s.
+    database = SqliteDatabase(path, check_same_thread=False, lock_type='IMMEDIATE',
+                              pragmas={'journal_mode': 'wal', 'foreign_keys': 1, 'synchronous': 'normal'})
     database.register_function(str.lower, 'lower', 1)  # SQLite's own lower() folds ASCII only
     return database
 
@@ -51,16 +49,13 @@ def prepared(build):
 
 
 def release_connection(failed):
-    """Return this thread's connection to the pool at the end of a request. After a failed request a SQLite
-    connection is closed instead: the request's exception can keep cursors alive in a reference cycle, and when
-    the garbage collector frees them later, from any thread, it resets their statements holding the GIL while
-    waiting for the connection's mutex. Were that connection busy-waiting for the write lock by then, every
-    thread would stall for the whole busy timeout (tests/test_races.py caught it)."""
-    if db.is_closed():
-        return
-    if failed and isinstance(db.obj, SqliteDatabase):
-        db.manual_close()
-    else:
+    """End a request's use of the database. A PostgreSQL connection goes back to the pool. A SQLite connection
+    stays open for the thread's next request, since opening one costs more than most requests, unless the
+    request failed: its exception can keep cursors alive in a reference cycle, and when the garbage collector
+    frees them later, from any thread, it resets their statements holding the GIL while waiting for the
+    connection's mutex. Were that connection busy-waiting for the write lock by then, every thread would stall
+    for the whole busy timeout (tests/test_races.py caught it)."""
+    if not db.is_closed() and (failed or not isinstance(db.obj, SqliteDatabase)):
         db.close()
 
 

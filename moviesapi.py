@@ -169,7 +169,7 @@ def catalogue(render):
     Parameters are checked in render(), so a cache hit skips that work too; a 400 is never cached."""
     key = request.environ['PATH_INFO'], request.environ.get('QUERY_STRING', '')
     body, headers, _ = setting('cache').get(key, render)
-    if_none_match = request.get_header('If-None-Match')
+    if_none_match = request.environ.get('HTTP_IF_NONE_MATCH')
     if if_none_match and {headers['ETag'], '*'} & {tag.strip().removeprefix('W/') for tag in if_none_match.split(',')}:
         return HTTPResponse(status=304, headers={'ETag': headers['ETag'], 'Cache-Control': headers['Cache-Control']})
     return HTTPResponse(body, headers=headers)
