@@ -197,10 +197,15 @@ class BearerAuth:
 
         @functools.wraps(callback)
         def with_user(*args, **kwargs):
-            # From the environ: Bottle's request.headers view and the environ would refer to each other.
-            scheme, _, token = request.environ.get('HTTP_AUTHORIZATION', '').partition(' ')
-            if scheme.lower() != 'bearer' or not token.strip():
-                raise unauthorized('Нужен заголовок Authorization: Bearer <access-токен>.', error=None)
-            kwargs['user'] = self.tokens.verify(token.strip(), 'access')[0]
+            kwargs['user'] = self.tokens.verify(bearer_token(request.environ), 'access')[0]
             return callback(*args, **kwargs)
         return with_user
+
+
+def bearer_token(environ):
+    """The token of the request's Authorization: Bearer header; raises 401 without one. (Read from the environ:
+    Bottle's request.headers view and the environ would refer to each other, a cycle per request.)"""
+    scheme, _, token = environ.get('HTTP_AUTHORIZATION', '').partition(' ')
+    if scheme.lower() != 'bearer' or not token.strip():
+        raise unauthorized('Нужен заголовок Authorization: Bearer <access-токен>.', error=None)
+    return token.strip()

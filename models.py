@@ -5,8 +5,8 @@ import pathlib
 import sqlite3
 import uuid
 
-from peewee import (AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField,
-                    ForeignKeyField, IntegerField, Model, PostgresqlDatabase, SqliteDatabase, TextField,
+from peewee import (SQL, AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField,
+                    ForeignKeyField, IntegerField, Model, PostgresqlDatabase, Select, SqliteDatabase, TextField,
                     fn)
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase
@@ -152,12 +152,16 @@ class User(BaseModel):
 
     @classmethod
     def by_id(cls, id):
-        """The user, or None; built from the row directly (every column comes back as its Python value)."""
+        """The user, or None, built from the row directly (every column comes back as its Python value), with
+        `favorite_movie_ids` in bookmark order. One query: under load a query's round trip, with its hand-offs of
+        the GIL, costs far more than its work, so the favourites list needs no second one."""
         rows = _user_by_id(id)
-        return cls(**dict(zip(cls._meta.sorted_field_names, rows[0]))) if rows else None
-
-    def favorite_movie_ids(self):
-        return [id for id, in _favorite_movie_ids(self.id)]
+        if not rows:
+            return None
+        *columns, favorite_ids = rows[0]
+        user = cls(**dict(zip(cls._meta.sorted_field_names, columns)))
+        user.favorite_movie_ids = [int(id) for id in favorite_ids.split(',')] if favorite_ids else []
+        return user
 
 
 class Favorite(BaseModel):
@@ -171,12 +175,17 @@ class Favorite(BaseModel):
 
 @prepared
 def _user_by_id(id):
-    return User.select().where(User.id == id)
+    return User.select(User, _joined_favorite_ids(User.id)).where(User.id == id)
 
 
-@prepared
-def _favorite_movie_ids(user_id):
-    return Favorite.select(Favorite.movie).where(Favorite.user == user_id).order_by(Favorite.id)
+def _joined_favorite_ids(user_id):
+    """The user's bookmarked movie ids in bookmark order, as one comma-separated value."""
+    if isinstance(db.obj, PostgresqlDatabase):
+        return (Favorite.select(fn.string_agg(Favorite.movie.cast('text'), SQL("','")).order_by(Favorite.id))
+                .where(Favorite.user == user_id))
+    # SQLite before 3.44 has no ORDER BY inside an aggregate, but keeps a FROM subquery's order for one
+    ordered = Favorite.select(Favorite.movie).where(Favorite.user == user_id).order_by(Favorite.id)
+    return Select([ordered], [fn.group_concat(ordered.c.movie_id)])
 
 
 class RefreshToken(BaseModel):

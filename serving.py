@@ -1,5 +1,5 @@
-"""The WSGI layers around the Bottle app: the catalogue response cache, served ahead of Bottle, and a buffered
-access log."""
+"""The WSGI layers around the Bottle app: answers served ahead of Bottle (the catalogue response cache among them),
+headers every response gets, and a buffered access log."""
 import hashlib
 import logging
 import threading
@@ -12,10 +12,10 @@ log = logging.getLogger('moviesapi')
 
 class ResponseCache:
     """Encoded catalogue answers, dropped when the catalogue revision changes (checked every check_every s).
-    An entry is (body, headers, the complete WSGI header list), so a hit can skip Bottle altogether."""
+    An entry is (body, headers, the WSGI header list), so a hit can skip Bottle altogether."""
 
-    def __init__(self, check_every, cors_headers, max_entries=4096):
-        self.check_every, self.cors_headers, self.max_entries = check_every, cors_headers, max_entries
+    def __init__(self, check_every, max_entries=4096):
+        self.check_every, self.max_entries = check_every, max_entries
         self.revision, self.entries, self.next_check = None, {}, 0.0
         self.evicting = threading.Lock()  # two threads must not evict the same oldest entry
 
@@ -46,8 +46,7 @@ class ResponseCache:
             if not isinstance(body, bytes):
                 return body, headers, None
             entry = body, headers, [(name.title(), value)  # the same spelling as Bottle's
-                                    for name, value in {**headers, **self.cors_headers,
-                                                        'Content-Length': str(len(body))}.items()]
+                                    for name, value in {**headers, 'Content-Length': str(len(body))}.items()]
             with self.evicting:
                 if len(entries) >= self.max_entries:
                     del entries[next(iter(entries))]  # the oldest
@@ -55,17 +54,29 @@ class ResponseCache:
         return entry
 
 
-def serve_cached(wsgi_app, current_cache):
-    """WSGI middleware: a plain GET whose answer is in the catalogue cache never enters Bottle (whose routing,
-    hooks and response objects cost more than the rest of such a request); everything else goes on to it."""
+def serve_ahead(wsgi_app, answer):
+    """WSGI middleware in front of Bottle. It treats '/movies/' as '/movies', and a plain GET that answer(environ)
+    can serve as (body, WSGI headers) never enters Bottle, whose routing, hooks and response objects cost more
+    than the rest of such a request. None, and everything else, goes on to Bottle."""
     def serve(environ, start_response):
+        path = environ['PATH_INFO']
+        if len(path) > 1 and path.endswith('/'):
+            environ['PATH_INFO'] = path.rstrip('/') or '/'
         if environ['REQUEST_METHOD'] == 'GET' and 'HTTP_IF_NONE_MATCH' not in environ:
-            path = environ.get('PATH_INFO', '')
-            entry = current_cache().peek((path.rstrip('/') or '/', environ.get('QUERY_STRING', '')))
-            if entry is not None:
-                start_response('200 OK', entry[2])
-                return [entry[0]]
+            found = answer(environ)
+            if found is not None:
+                start_response('200 OK', found[1])
+                return [found[0]]
         return wsgi_app(environ, start_response)
+    return serve
+
+
+def with_headers(wsgi_app, current_headers):
+    """WSGI middleware: every response, errors included, gets the header list current_headers() returns."""
+    def serve(environ, start_response):
+        headers = current_headers()
+        return wsgi_app(environ, lambda status, response_headers, exc_info=None:
+                        start_response(status, response_headers + headers, exc_info))
     return serve
 
 
