@@ -276,9 +276,11 @@ def movie(id):
     return catalogue(lambda: render_movie(id))
 
 
-def movie_json(id):
-    """A movie's encoded JSON, from the same cache entry as GET /movies/{id}."""
-    return setting('cache').get((f'/movies/{id}', ''), lambda: render_movie(id))[0]
+def movies_json(ids):
+    """A JSON array of these movies, from the same cache entries as GET /movies/{id}."""
+    cache = setting('cache')
+    return b'[' + b','.join(cache.get((f'/movies/{id}', ''), functools.partial(render_movie, id))[0]
+                            for id in ids) + b']'
 
 
 def named_routes(model, plural):
@@ -355,7 +357,7 @@ def update_profile(user):
         changes['favorite_genre'] = genre_id(genre_fields[0])
     if changes:
         User.update(changes).where(User.id == user.id).execute()
-    return User.get_by_id(user.id).to_json()
+    return User.by_id(user.id).to_json()
 
 
 def genre_id(value):
@@ -391,7 +393,8 @@ def change_password(user):
 @app.get('/favorites/movies', auth=True, fast=True)
 def favorites(user):
     """The user's favourite movies, in the order they were added."""
-    return b'[' + b','.join(movie_json(id) for id in user.favorite_movie_ids) + b']'
+    return movies_json(user.favorite_movie_ids)
+
 
 @app.post('/favorites/movies/<id:int>', auth=True)
 def add_favorite(user, id):
@@ -484,7 +487,8 @@ def fast_routes():
     return {route.rule: route for route in app.routes if route.config.get('fast')}
 
 
-application = access_log(with_headers(serve_ahead(app, answer_ahead), lambda: setting('cors_headers')))
+api = with_headers(serve_ahead(app, answer_ahead), lambda: setting('cors_headers'))
+application = access_log(api, log.info)  # the command line writes its access lines through its log handler
 
 
 # --- Command line ------------------------------------------------------------------------------------
@@ -554,8 +558,9 @@ def main(argv=None):
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False  # per-record costs we
     logging._srcfile = None  # never print; the logging HOWTO's "Optimization" section names these switches
     log_stream = open(sys.stderr.fileno(), 'w', buffering=64 * 1024, encoding='utf-8', closefd=False)
+    handler = BufferedLogHandler(log_stream)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s',
-                        handlers=[BufferedLogHandler(log_stream)])
+                        handlers=[handler])
     logging.getLogger('waitress.queue').setLevel(logging.ERROR)  # "queue depth" fires whenever all threads are busy
     try:
         configure(args.db, signing_key(args.db), cors_origin=args.cors_origin, access_ttl=args.access_ttl,
@@ -571,7 +576,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # let Waitress finish in-flight requests
     proxy = {'trusted_proxy': args.trusted_proxy, 'trusted_proxy_count': 1,
              'trusted_proxy_headers': 'x-forwarded-for x-forwarded-proto'} if args.trusted_proxy else {}
-    waitress.serve(application, host=args.host, port=args.port, threads=args.threads, ident='moviesapi',
+    waitress.serve(access_log(api, handler.access), host=args.host, port=args.port, threads=args.threads, ident='moviesapi',
                    max_request_body_size=1024 * 1024, max_request_header_size=16 * 1024,
                    channel_timeout=30, **proxy)
 

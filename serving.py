@@ -7,8 +7,6 @@ import time
 
 from models import catalogue_revision, db
 
-log = logging.getLogger('moviesapi')
-
 
 class ResponseCache:
     """Encoded catalogue answers, dropped when the catalogue revision changes (checked every check_every s).
@@ -80,8 +78,8 @@ def with_headers(wsgi_app, current_headers):
     return serve
 
 
-def access_log(wsgi_app):
-    """WSGI middleware: one line per request with method, path, status and duration (never the query)."""
+def access_log(wsgi_app, write):
+    """WSGI middleware: write(line) once per request with method, path, status and duration (never the query)."""
     def logged(environ, start_response):
         started, status = time.perf_counter(), []
 
@@ -91,18 +89,29 @@ def access_log(wsgi_app):
         try:
             return wsgi_app(environ, start)
         finally:
-            log.info('%s %s %s %.1fms', environ['REQUEST_METHOD'], environ.get('PATH_INFO', ''),
-                     status[0] if status else '-', (time.perf_counter() - started) * 1000)
+            write(f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')} {status[0] if status else '-'} "
+                  f'{(time.perf_counter() - started) * 1000:.1f}ms')
     return logged
 
 
 class BufferedLogHandler(logging.StreamHandler):
     """Log lines go to a buffered stream flushed every half second: a write per line costs a system call per
-    request, as much CPU as serving a cached page."""
+    request, as much CPU as serving a cached page. Access lines skip logging's records and formatting (~4 µs a
+    line in a loop, some 20 µs under load) and come out in the same format as the rest."""
 
     def __init__(self, stream, interval=0.5):
         super().__init__(stream)
+        self.clock = None, ''  # (second, its timestamp): strftime once a second, not once a line
         threading.Thread(target=self._flush_every, args=(interval,), daemon=True).start()
+
+    def access(self, message):
+        now = time.time()
+        second, stamp = self.clock
+        if int(now) != second:
+            stamp = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))
+            self.clock = int(now), stamp
+        with self.lock:
+            self.stream.write(f'{stamp},{int(now % 1 * 1000):03d} INFO moviesapi: {message}\n')
 
     def emit(self, record):
         try:
