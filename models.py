@@ -1,4 +1,5 @@
 """Peewee models, the database handle, and schema creation with the seed data."""
+import contextlib
 import datetime
 import functools
 import pathlib
@@ -57,6 +58,18 @@ def release_connection(failed):
     for the whole busy timeout (tests/test_races.py caught it)."""
     if not db.is_closed() and (failed or not isinstance(db.obj, SqliteDatabase)):
         db.close()
+
+
+@contextlib.contextmanager
+def connection():
+    """The thread's connection for work outside a request's hooks (a streamed body, the cache's revision check,
+    answers served ahead of Bottle), released afterwards as a request's is."""
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        release_connection(failed)
 
 
 def close_database():

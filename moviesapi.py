@@ -19,7 +19,7 @@ from peewee import DatabaseError, IntegrityError
 import apidocs
 from auth import BearerAuth, LoginThrottle, Tokens, authenticate, bearer_token, check_password, hash_password
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision, close_database,
-                    create_schema, db, open_database, release_connection)
+                    connection, create_schema, db, open_database, release_connection)
 from serving import BufferedLogHandler, ResponseCache, access_log, serve_ahead, with_headers
 
 HERE = pathlib.Path(__file__).parent
@@ -197,7 +197,7 @@ def stream_rows(query, fetch, first):
     """Yield a JSON array batch by batch, so a huge list never sits in memory whole."""
     yield b'[' + dumps([row.to_json() for row in first])[1:-1]
     for number in range(2, sys.maxsize):
-        with db.connection_context():  # the request's own connection is closed by now
+        with connection():  # the request's hooks have run by now
             rows = fetch(query.paginate(number, BATCH_SIZE))
         if rows:
             yield b',' + dumps([row.to_json() for row in rows])[1:-1]
@@ -473,11 +473,10 @@ def answer_ahead(environ):
     if route is None:
         return None
     try:
-        result = route.callback(user=setting('tokens').verify(bearer_token(environ), 'access')[0])
+        with connection():
+            result = route.callback(user=setting('tokens').verify(bearer_token(environ), 'access')[0])
     except Exception:
-        release_connection(failed=True)
         return None
-    release_connection(failed=False)
     body = result if isinstance(result, bytes) else dumps(result)
     return body, [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))]
 

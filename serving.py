@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from models import catalogue_revision, db
+from models import catalogue_revision, connection
 
 
 class ResponseCache:
@@ -20,7 +20,7 @@ class ResponseCache:
     def current_revision(self):
         """The catalogue revision, re-read from the database at most every check_every seconds."""
         if time.monotonic() >= self.next_check:
-            with db.connection_context():  # also outside Bottle's hooks, which close the connection
+            with connection():
                 revision = catalogue_revision()
             if revision != self.revision:
                 self.revision, self.entries = revision, {}
