@@ -82,6 +82,15 @@ def test_add_without_a_body_then_list_in_the_order_added(app, user):
     assert movies[0] == app.get('/movies/5').json
 
 
+def test_a_removed_and_added_again_bookmark_moves_to_the_end(app, user):
+    for movie_id in (5, 2, 9, 14, 1, 20, 7):
+        app.post(f'/favorites/movies/{movie_id}', headers=user['headers'], status=201)
+    app.delete('/favorites/movies/2', headers=user['headers'], status=204)
+    app.post('/favorites/movies/2', headers=user['headers'], status=201)
+    movies = app.get('/favorites/movies/', headers=user['headers']).json
+    assert [movie['id'] for movie in movies] == [5, 9, 14, 1, 20, 7, 2]
+
+
 def test_adding_twice_keeps_one_bookmark(app, user):
     app.post('/favorites/movies/4', headers=user['headers'], status=201)
     app.post('/favorites/movies/4', headers=user['headers'], status=200)
