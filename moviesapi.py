@@ -13,7 +13,7 @@ import sys
 from urllib.parse import urlencode
 
 import waitress
-from bottle import Bottle, HTTPResponse, abort, request, response, static_file
+from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, static_file
 from peewee import DatabaseError, IntegrityError
 
 import apidocs
@@ -475,7 +475,10 @@ def answer_ahead(environ):
     try:
         with connection():
             result = route.callback(user=setting('tokens').verify(bearer_token(environ), 'access')[0])
+    except HTTPError:  # a bad token
+        return None
     except Exception:
+        log.exception('%s failed ahead of Bottle; Bottle tries again', path)
         return None
     body = result if isinstance(result, bytes) else dumps(result)
     return body, [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))]

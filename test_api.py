@@ -186,16 +186,18 @@ def test_fast_reads_answer_exactly_as_bottle_does(app, user):
 
 
 @pytest.mark.parametrize('path', ['/user/', '/favorites/movies/'])
-def test_a_fast_read_that_fails_is_answered_by_bottle(app, user, monkeypatch, path):
+def test_a_fast_read_that_fails_is_answered_by_bottle(app, user, monkeypatch, caplog, path):
     import models
 
     def explode(id):
         raise RuntimeError('database gone')
     assert app.get(path, headers={'Authorization': 'Bearer nonsense'}, status=401).json['message']
+    assert 'failed ahead of Bottle' not in caplog.text  # a bad token is no failure
     monkeypatch.setattr(models, '_user_by_id', explode)
     res = app.get(path, headers=user['headers'], status=500, expect_errors=True)
     assert res.json == {'message': 'Внутренняя ошибка сервера.', 'status': 500}
     assert res.headers['Access-Control-Allow-Origin'] == '*'
+    assert 'failed ahead of Bottle' in caplog.text and 'database gone' in caplog.text
 
 
 # --- Errors, CORS, service routes --------------------------------------------------------------------
