@@ -69,15 +69,19 @@ def dumps(data):
     return json.dumps(data, ensure_ascii=False, separators=(',', ':')).encode()
 
 
+def as_json(result):
+    """A route's result as a JSON body: bytes are encoded already, a dict or list is encoded here."""
+    return result if isinstance(result, bytes) else dumps(result)
+
+
 def json_output(callback):
-    """Plugin: a route's dict or list becomes a JSON body (Bottle's own plugin refuses lists); bytes are JSON
-    encoded already."""
+    """Plugin: a route's dict, list or bytes become a JSON response (Bottle's own plugin refuses lists)."""
     @functools.wraps(callback)
     def encode(*args, **kwargs):
         result = callback(*args, **kwargs)
         if isinstance(result, (dict, list, bytes)):
             response.content_type = 'application/json'
-            return result if isinstance(result, bytes) else dumps(result)
+            return as_json(result)
         return result
     return encode
 
@@ -168,12 +172,15 @@ def get_or_404(query, id):
 def catalogue(render):
     """Answer a catalogue GET from the cache, keyed by path and query string, or from render() → (body, headers).
     Parameters are checked in render(), so a cache hit skips that work too; a 400 is never cached."""
-    key = request.environ['PATH_INFO'], request.environ.get('QUERY_STRING', '')
-    body, headers, _ = setting('cache').get(key, render)
+    body, headers, _ = setting('cache').get(cache_key(request.environ), render)
     if_none_match = request.environ.get('HTTP_IF_NONE_MATCH')
     if if_none_match and {headers['ETag'], '*'} & {tag.strip().removeprefix('W/') for tag in if_none_match.split(',')}:
         return HTTPResponse(status=304, headers={'ETag': headers['ETag'], 'Cache-Control': headers['Cache-Control']})
     return HTTPResponse(body, headers=headers)
+
+
+def cache_key(environ):
+    return environ['PATH_INFO'], environ.get('QUERY_STRING', '')
 
 
 def render_movie(id):
@@ -466,7 +473,7 @@ def answer_ahead(environ):
     read of the signed-in user's own data, which needs no request or response object) for a good token.
     Anything else, a bad token or a database error included, goes on to Bottle, which answers it in full."""
     path = environ['PATH_INFO']
-    cached = setting('cache').peek((path, environ.get('QUERY_STRING', '')))
+    cached = setting('cache').peek(cache_key(environ))
     if cached is not None:
         return cached[0], cached[2]
     route = fast_routes().get(path)
@@ -480,7 +487,7 @@ def answer_ahead(environ):
     except Exception:
         log.exception('%s failed ahead of Bottle; Bottle tries again', path)
         return None
-    body = result if isinstance(result, bytes) else dumps(result)
+    body = as_json(result)
     return body, [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))]
 
 
