@@ -312,9 +312,10 @@ def register():
     """Create an account: 201 with the user; 400 for a bad email or password; 409 if the email is taken."""
     body = json_body()
     email, password = email_field(body), new_password(body, 'password')
+    hashed = hash_password(password)  # before the transaction: SQLite's one write lock must not wait on PBKDF2
     try:
         with db.atomic():
-            user = User.create(email=email, password=hash_password(password))
+            user = User.create(email=email, password=hashed)
     except IntegrityError:
         abort(409, 'Пользователь с таким email уже зарегистрирован.')
     response.status = 201
@@ -389,8 +390,9 @@ def change_password(user):
     current, new = text(body, current_field, 1000), new_password(body, new_field)
     if not check_password(current, user.password):
         abort(403, 'Текущий пароль введён неверно.')
+    hashed = hash_password(new)  # before the transaction, as in register()
     with db.atomic():
-        User.update(password=hash_password(new)).where(User.id == user.id).execute()
+        User.update(password=hashed).where(User.id == user.id).execute()
         Tokens.revoke_all(user)
     response.status = 204
 
