@@ -1,22 +1,9 @@
-"""A readable, self-contained HTML reference rendered from the OpenAPI document (no external assets)."""
+"""A readable HTML reference rendered from the OpenAPI document and styled by static/docs.css: no script, no
+inline style, nothing from other sites, as the pages' Content-Security-Policy (serving.py) requires."""
 import html
 import re
 
 METHODS = ('get', 'post', 'put', 'patch', 'delete')
-
-CSS = """
-body { font: 15px/1.5 system-ui, sans-serif; color: #222; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
-h1 { margin-bottom: 0; } h2 { border-bottom: 2px solid #ddd; margin-top: 2.5rem; } h4 { margin: .75rem 0 .25rem; }
-code { font: 13px ui-monospace, monospace; background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }
-a { color: #0550ae; text-decoration: none; } a:hover { text-decoration: underline; }
-table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
-th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #eee; padding: .3rem .5rem; }
-th { font-weight: 600; background: #fafafa; }
-.op { border: 1px solid #ddd; border-radius: 6px; padding: .25rem 1rem .5rem; margin: 1rem 0; }
-.method { display: inline-block; min-width: 4.5rem; font-weight: 700; text-transform: uppercase; }
-.get { color: #1a7f37; } .post { color: #0550ae; } .put, .patch { color: #9a6700; } .delete { color: #cf222e; }
-.lock { font-size: 13px; color: #9a6700; margin-left: .5rem; } ul.toc { columns: 2; padding-left: 1.2rem; }
-"""
 
 
 def render_html(spec):
@@ -30,7 +17,7 @@ def render_html(spec):
     schemas = spec.get('components', {}).get('schemas', {})
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{title} reference</title><style>{CSS}</style></head><body>'
+            f'<title>{title} reference</title><link rel="stylesheet" href="/static/docs.css"></head><body>'
             f'<h1>{title}</h1><p>Version {esc(info.get("version", ""))} · '
             '<a href="/openapi.json">openapi.json</a></p>'
             f'{prose(info.get("description", ""))}<h2>Routes</h2><ul class="toc">{index}</ul>'

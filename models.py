@@ -2,6 +2,7 @@
 import contextlib
 import datetime
 import functools
+import os
 import pathlib
 import sqlite3
 import uuid
@@ -24,12 +25,21 @@ def open_database(url, max_connections=8):
         return PooledPostgresqlDatabase(max_connections=max_connections, stale_timeout=300, timeout=10,
                                         **parse_db_url(url))
     path = url.removeprefix('sqlite:///') if url.startswith('sqlite:///') else url
+    create_private_file(path)
     # IMMEDIATE transactions take the write lock up front, so none fails on a lock upgrade. SQLite's busy
     # timeout stays at Peewee's 5 s.
     database = SqliteDatabase(path, check_same_thread=False, lock_type='IMMEDIATE',
                               pragmas={'journal_mode': 'wal', 'foreign_keys': 1, 'synchronous': 'normal'})
     database.register_function(str.lower, 'lower', 1)  # SQLite's own lower() folds ASCII only
     return database
+
+
+def create_private_file(path):
+    """Create a new SQLite file readable by its owner only (it holds password hashes). SQLite gives the -wal and
+    -shm files it makes later the database file's mode; an existing file keeps its mode."""
+    if path != ':memory:' and not os.path.exists(path):
+        with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def prepared(build):

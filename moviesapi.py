@@ -9,7 +9,10 @@ import pathlib
 import re
 import secrets
 import signal
+import stat
 import sys
+import tempfile
+import unicodedata
 from urllib.parse import urlencode
 
 import waitress
@@ -134,13 +137,34 @@ def reject_unknown(body, allowed):
 
 
 EMAIL = re.compile(r'[^@\s]+@[^@\s]+')
+LOOKALIKE_SCRIPTS = {'LATIN', 'CYRILLIC', 'GREEK'}  # alphabets that share letter shapes: а/a, о/o, ο/o
+
+
+def normalized_email(value):
+    """An email as stored and compared: NFKC (fullwidth ａ becomes a), trimmed, lower-cased."""
+    # Older rows were trimmed and lower-cased, and NFKC leaves ASCII as it is, so ASCII rows need no migration;
+    # only a non-ASCII row (a fullwidth address, say) can differ, and must be rewritten for its owner to log in.
+    return unicodedata.normalize('NFKC', value).strip().lower()
 
 
 def email_field(body):
-    email = text(body, 'email', 254).strip().lower()
+    """The body's email, normalised; 400 unless it looks like an address, with no control, format or bidi
+    characters, and no local part or domain label mixing Latin, Cyrillic or Greek letters."""
+    email = normalized_email(text(body, 'email', 254))
+    if not email.isprintable():
+        abort(400, 'Поле "email" содержит управляющие или невидимые символы.')
     if len(email) > 254 or not EMAIL.fullmatch(email):
         abort(400, 'Поле "email" должно быть адресом электронной почты.')
+    local, domain = email.rsplit('@', 1)
+    if any(mixes_lookalike_scripts(part) for part in (local, *domain.split('.'))):
+        abort(400, 'В адресе email смешаны буквы разных алфавитов (латиница, кириллица, греческий).')
     return email
+
+
+def mixes_lookalike_scripts(part):
+    """True if the part has letters from two of the lookalike alphabets, like 'аlice' with a Cyrillic а."""
+    scripts = {unicodedata.name(char, '').split(' ', 1)[0] for char in part if char.isalpha()}
+    return len(scripts & LOOKALIKE_SCRIPTS) > 1
 
 
 def new_password(body, field):
@@ -326,7 +350,7 @@ def register():
 def login():
     """Trade an email and password for a token pair; 401 for bad credentials, 429 when throttled."""
     body = json_body()
-    email, password = text(body, 'email', 1000).strip().lower(), text(body, 'password', 1000)
+    email, password = normalized_email(text(body, 'email', 1000)), text(body, 'password', 1000)
     throttle, address = setting('throttle'), request.environ.get('REMOTE_ADDR', '')
     throttle.check(email, address)
     user = authenticate(email, password)
@@ -505,25 +529,47 @@ application = access_log(api, log.info)  # the command line writes its access li
 # --- Command line ------------------------------------------------------------------------------------
 
 def signing_key(database_url):
-    """MOVIESAPI_SECRET, or a random key kept (mode 0600) beside the SQLite file so tokens survive restarts."""
+    """MOVIESAPI_SECRET, or a random key kept (mode 0600) beside the SQLite file so tokens survive restarts.
+    Raises ValueError for a key file this user does not own alone: someone else may know its key."""
     if os.environ.get('MOVIESAPI_SECRET'):
         return os.environ['MOVIESAPI_SECRET']
     path = pathlib.Path('moviesapi.secret')
     if '://' not in database_url or database_url.startswith('sqlite:///'):
         sqlite_file = pathlib.Path(database_url.removeprefix('sqlite:///'))
         path = sqlite_file.with_name(sqlite_file.name + '.secret')
-    if not path.exists():
-        draft = path.with_name(f'.{path.name}.{os.getpid()}')
-        with open(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'w') as file:
-            file.write(secrets.token_hex(32))
-        try:
-            os.link(draft, path)  # atomic: when two processes race, both end up with the same key
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
+    if not os.path.lexists(path):
+        create_key_file(path)
     log.info('MOVIESAPI_SECRET is not set; signing tokens with the key in %s', path)
-    return path.read_text().strip()
+    return read_private_file(path)
+
+
+def create_key_file(path):
+    """Write a random key to path, atomically: when two processes race, both end up with the same key."""
+    # mkstemp makes the draft 0600 under a fresh random name, so a draft left by a crash never blocks a start
+    fd, draft = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    try:
+        with open(fd, 'w') as file:
+            file.write(secrets.token_hex(32))
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(draft)
+
+
+def read_private_file(path):
+    """The text of a regular file owned by this user and closed to everyone else; ValueError otherwise."""
+    try:  # no symlinks (whose target another user may choose), no FIFOs (which would hang the start)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise ValueError(f'cannot open the key file {path} ({err.strerror}).') from None
+    with open(fd, encoding='utf-8') as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise ValueError(f'the key file {path} must be a regular file owned by this user with mode 0600 '
+                             '(anyone else who can read or write it can forge tokens); '
+                             'remove it or set MOVIESAPI_SECRET.')
+        return file.read().strip()
 
 
 def import_catalogue(path):

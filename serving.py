@@ -69,10 +69,22 @@ def serve_ahead(wsgi_app, answer):
     return serve
 
 
+# Pages load scripts, styles and data from this site only, and the posters' thumbnails from YouTube; no site may
+# frame them. On JSON answers the policy is inert, and nosniff keeps a browser from running one as a script.
+SECURITY_HEADERS = [
+    ('Content-Security-Policy', "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                                "img-src 'self' https://img.youtube.com; base-uri 'none'; form-action 'self'; "
+                                "frame-ancestors 'none'"),
+    ('X-Content-Type-Options', 'nosniff'),
+    ('Referrer-Policy', 'no-referrer'),
+]
+
+
 def with_headers(wsgi_app, current_headers):
-    """WSGI middleware: every response, errors included, gets the header list current_headers() returns."""
+    """WSGI middleware: every response, errors included, gets the security headers above and the header list
+    current_headers() returns."""
     def serve(environ, start_response):
-        headers = current_headers()
+        headers = current_headers() + SECURITY_HEADERS
         return wsgi_app(environ, lambda status, response_headers, exc_info=None:
                         start_response(status, response_headers + headers, exc_info))
     return serve
@@ -89,9 +101,17 @@ def access_log(wsgi_app, write):
         try:
             return wsgi_app(environ, start)
         finally:
-            write(f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')} {status[0] if status else '-'} "
-                  f'{(time.perf_counter() - started) * 1000:.1f}ms')
+            write(f"{loggable(environ['REQUEST_METHOD'])} {loggable(environ.get('PATH_INFO', ''))} "
+                  f"{status[0] if status else '-'} {(time.perf_counter() - started) * 1000:.1f}ms")
     return logged
+
+
+def loggable(text):
+    """text with backslashes and unprintable characters (line breaks, controls, bidi overrides) escaped, so a value
+    a client chose can neither start a forged log line nor disguise one."""
+    if text.isprintable() and '\\' not in text:
+        return text
+    return ''.join(char if char.isprintable() and char != '\\' else repr(char)[1:-1] for char in text)
 
 
 class BufferedLogHandler(logging.StreamHandler):

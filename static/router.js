@@ -7,9 +7,17 @@ let routes = [];
 let onRender = () => {};
 let renderCount = 0;
 
-/** The address to come back to after logging in: only paths on this site. */
+/** The address to come back to after logging in: `next` if the browser resolves it to this site, else home.
+ *  Resolving, not pattern-matching, catches what the URL parser reads as another host, such as `/\evil.example/`. */
 export function safeNext(next) {
-  return typeof next === 'string' && next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  if (typeof next !== 'string') return '/';
+  try {
+    const url = new URL(next, window.location.origin);
+    if (url.origin === window.location.origin) return url.pathname + url.search + url.hash;
+  } catch {
+    // not a URL at all
+  }
+  return '/';
 }
 
 export function loginUrl(next = window.location.pathname + window.location.search) {

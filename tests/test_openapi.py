@@ -309,8 +309,10 @@ def test_docs_page_is_self_contained_html_naming_every_route(app):
             assert f'id="{apidocs.anchor(method, path)}"' in page
     for schema in SPEC['components']['schemas']:
         assert f'id="schema-{schema}"' in page
-    for external in ('<script', '<link', 'src=', '@import', 'url(', 'http://', 'https://'):
+    assert page.count('<link') == 1 and '<link rel="stylesheet" href="/static/docs.css">' in page
+    for external in ('<script', '<style', 'style=', 'src=', '@import', 'url(', 'http://', 'https://'):
         assert external not in page
+    assert app.get('/static/docs.css', status=200).content_type == 'text/css'
 
 
 def test_docs_page_escapes_what_the_document_says():
