@@ -301,11 +301,16 @@ def test_login_returns_the_user_to_the_page_they_came_from(page, live_server):
     page.get_by_role('link', name='Войти').click()
     submit_login_form(page, email)
     expect(page).to_have_url(f'{live_server.url}/catalog?page=2')
-    page.get_by_role('button', name='Выйти').click()
 
-    page.goto('/login?next=//evil.example/')  # only paths on this site are followed
+
+@pytest.mark.parametrize('next_page', ['/\\evil.example/', '//evil.example/', 'https://evil.example/',
+                                       'javascript:alert(1)'])
+def test_login_never_sends_the_user_to_another_site(page, live_server, next_page):
+    email = registered_user(live_server)
+    page.goto('/login?next=' + urllib.parse.quote(next_page, safe=''))
     submit_login_form(page, email)
     expect(page).to_have_url(f'{live_server.url}/')
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
 
 
 def test_pages_for_members_send_guests_to_login(page, live_server):
@@ -438,6 +443,30 @@ def test_dead_session_sends_the_user_to_login(page, live_server):
     expect(page).to_have_url(f'{live_server.url}/login?next=%2Fsaved')
     expect(page.get_by_role('link', name='Войти')).to_be_visible()
     assert stored_tokens(page) == [None, None]
+
+
+# --- Content-Security-Policy ---------------------------------------------------------------------------
+
+def test_no_page_breaks_the_content_security_policy(page, live_server):
+    messages = []  # Chromium reports every load the policy refuses on the console
+    page.on('console', lambda message: messages.append(message.text))
+    logged_in_as_new_user(page, live_server)
+    page.goto('/movie/2')
+    page.get_by_role('button', name='☆ В избранное').click()
+    expect(page.get_by_role('button', name='★ Убрать из избранного')).to_be_visible()
+    for path in ('/', '/catalog', '/genre/1', '/director/1', '/saved', '/profile', '/movie/999999', '/docs'):
+        assert "script-src 'self'" in page.goto(path).headers['content-security-policy']
+        expect(page.locator('h1')).to_be_visible()
+        expect(page.locator('.state-loading')).to_have_count(0)
+    assert page.evaluate('getComputedStyle(document.querySelector(".op")).borderStyle') == 'solid'  # docs.css
+    for path in ('/login', '/register'):
+        page.goto(path)
+        expect(page.locator('main form')).to_be_visible()
+    assert not [text for text in messages if 'Content Security Policy' in text]
+
+    page.evaluate("document.body.append(Object.assign(document.createElement('script'), "
+                  "{textContent: 'window.injected = 1'}))")
+    assert page.evaluate('window.injected') is None  # what an injected inline script would meet
 
 
 # --- Layout and accessibility ------------------------------------------------------------------------
