@@ -539,8 +539,9 @@ def signing_key(database_url):
         path = sqlite_file.with_name(sqlite_file.name + '.secret')
     if not os.path.lexists(path):
         create_key_file(path)
+    key = read_private_file(path)
     log.info('MOVIESAPI_SECRET is not set; signing tokens with the key in %s', path)
-    return read_private_file(path)
+    return key
 
 
 def create_key_file(path):
