@@ -114,28 +114,31 @@ class Throttle:
 
     def record(self, charges):
         """Record one attempt under each (key, rule) and return their ids, or raise 429 recording nothing if a
-        key has used up its limit. Checking and recording under one lock: concurrent requests cannot all see
-        the last free slot."""
-        at = now()
+        key has used up its limit, with the longest wait. Checking and recording under one lock: concurrent
+        requests cannot all see the last free slot."""
         with db.atomic():
             if isinstance(db.obj, PostgresqlDatabase):
                 db.execute_sql('SELECT pg_advisory_xact_lock(%s)', (THROTTLE_LOCK,))
+            at = now()
             Attempt.delete().where(Attempt.expires_at <= at).execute()
-            for row_key, rule in charges:
-                self.refuse_if_full(row_key, rule, at)
+            wait, rule = max(((self.seconds_until_free(row_key, rule, at), rule) for row_key, rule in charges),
+                             key=lambda pair: pair[0])
+            if wait:
+                raise too_many(rule, wait)
             return [Attempt.insert(key=row_key, expires_at=at + datetime.timedelta(seconds=rule.seconds)).execute()
                     for row_key, rule in charges]
 
     @staticmethod
-    def refuse_if_full(row_key, rule, at):
-        """Raise 429 if the key holds `limit` live attempts, with the wait until the oldest of them expires."""
+    def seconds_until_free(row_key, rule, at):
+        """0 if the key has room for one more attempt, else the seconds until the oldest of its `limit` expires."""
         expiries = [row.expires_at for row in (Attempt
                                                .select(Attempt.expires_at)
                                                .where(Attempt.key == row_key, Attempt.expires_at > at)
                                                .order_by(Attempt.expires_at.desc())
                                                .limit(rule.limit))]
-        if len(expiries) >= rule.limit:
-            raise too_many(rule, max(1, math.ceil((expiries[-1] - at).total_seconds())))
+        if len(expiries) < rule.limit:
+            return 0
+        return max(1, math.ceil((expiries[-1] - at).total_seconds()))
 
     # --- Device cookies ---
 

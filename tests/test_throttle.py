@@ -191,6 +191,16 @@ def test_password_hashing_is_budgeted_per_address(app, database_url):
                   extra_environ={'REMOTE_ADDR': '192.0.2.1'})
 
 
+def test_the_429_gives_the_longest_of_the_waits_that_apply(app, user, stranger, database_url):
+    configure(database_url, login_failures_per_email=2, login_window=30, password_hashes_per_minute=2)
+    elsewhere = {'REMOTE_ADDR': '192.0.2.9'}  # the user fixture spent the default address's hashes
+    for _ in range(2):
+        login(stranger, user['email'], WRONG, 401, extra_environ=elsewhere)
+    res = login(stranger, user['email'], user['password'], 429, extra_environ=elsewhere)
+    assert 55 <= int(res.headers['Retry-After']) <= 60  # the hashing budget's minute, not the email's 30 s
+    assert_says_how_long_to_wait(res)
+
+
 # --- Over real HTTP, at production hash cost ------------------------------------------------------------
 
 def call(url, method, path, body, token=None, source='127.0.0.1'):
