@@ -1,4 +1,4 @@
-"""Passwords, JWT access/refresh tokens, login throttling, and the Bottle plugin that checks bearer tokens."""
+"""Passwords, JWT access/refresh tokens, and the Bottle plugin that checks bearer tokens."""
 import base64
 import datetime
 import functools
@@ -12,7 +12,7 @@ import unicodedata
 import jwt
 from bottle import HTTPError, request
 
-from models import LoginFailure, RefreshToken, User, db, now
+from models import RefreshToken, User, db, now
 
 # OWASP's current PBKDF2-HMAC-SHA256 work factor; tests lower it through the environment.
 HASH_ITERATIONS = int(os.environ.get('MOVIESAPI_HASH_ITERATIONS', 600_000))
@@ -143,39 +143,6 @@ class Tokens:
         """Invalidate every access and refresh token issued to the user so far."""
         User.update(token_version=User.token_version + 1).where(User.id == user.id).execute()
         RefreshToken.delete().where(RefreshToken.user == user).execute()
-
-
-# --- Login throttling --------------------------------------------------------------------------------
-
-class LoginThrottle:
-    """Limits failed logins per email and per client address within a sliding window (state in the db)."""
-
-    def __init__(self, per_email=5, per_address=50, window=300):
-        self.limits = {'email': per_email, 'ip': per_address}
-        self.window = datetime.timedelta(seconds=window)
-
-    def check(self, email, address):
-        """Raise 429 with Retry-After while either key has used up its failures."""
-        since = now() - self.window
-        for kind, value in (('email', email), ('ip', address)):
-            failures = (LoginFailure
-                        .select(LoginFailure.at)
-                        .where(LoginFailure.key == f'{kind}:{value}', LoginFailure.at > since)
-                        .order_by(LoginFailure.at.desc())
-                        .limit(self.limits[kind]))
-            times = [failure.at for failure in failures]
-            if len(times) >= self.limits[kind]:
-                retry_after = max(1, int((times[-1] - since).total_seconds()) + 1)
-                raise HTTPError(429, 'Слишком много неудачных попыток входа; попробуйте позже.',
-                                Retry_After=str(retry_after))
-
-    def failed(self, email, address):
-        with db.atomic():
-            LoginFailure.delete().where(LoginFailure.at < now() - self.window).execute()
-            LoginFailure.insert_many([{'key': f'email:{email}'}, {'key': f'ip:{address}'}]).execute()
-
-    def succeeded(self, email):
-        LoginFailure.delete().where(LoginFailure.key == f'email:{email}').execute()
 
 
 # --- The plugin --------------------------------------------------------------------------------------

@@ -219,13 +219,15 @@ class RefreshToken(BaseModel):
     used = BooleanField(default=False)
 
 
-class LoginFailure(BaseModel):
-    """Failed logins per email and per client address, shared by every process on the database."""
-    key = TextField()  # 'email:<address>' or 'ip:<address>'; a login email may be 1000+ characters
-    at = DateTimeField(default=now)
+class Attempt(BaseModel):
+    """Throttled attempts (password guesses, password hashes), each counted under its key until it expires;
+    shared by every process on the database. (It replaces the login_failure table, which held failures only.)"""
+    key = CharField(max_length=80)  # '<kind>:<sha256 of the email, address, device or user>'
+    expires_at = DateTimeField()
 
     class Meta:
-        indexes = ((('key', 'at'), False),)
+        indexes = ((('key', 'expires_at'), False),
+                   (('expires_at',), False))  # expired rows are deleted by this column alone
 
 
 class CatalogueRevision(BaseModel):
@@ -233,7 +235,7 @@ class CatalogueRevision(BaseModel):
     revision = CharField(default=lambda: uuid.uuid4().hex)
 
 
-MODELS = [Genre, Director, Movie, User, Favorite, RefreshToken, LoginFailure, CatalogueRevision]
+MODELS = [Genre, Director, Movie, User, Favorite, RefreshToken, Attempt, CatalogueRevision]
 
 
 def create_schema():

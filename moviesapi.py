@@ -20,10 +20,11 @@ from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, st
 from peewee import DatabaseError, IntegrityError
 
 import apidocs
-from auth import BearerAuth, LoginThrottle, Tokens, authenticate, bearer_token, check_password, hash_password
+from auth import BearerAuth, Tokens, authenticate, bearer_token, check_password, hash_password
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision, close_database,
                     connection, create_schema, db, open_database, release_connection)
 from serving import BufferedLogHandler, ResponseCache, access_log, serve_ahead, with_headers
+from throttle import Throttle
 
 HERE = pathlib.Path(__file__).parent
 STATIC = HERE / 'static'
@@ -40,7 +41,7 @@ app.uninstall('json')  # its encoder escapes Cyrillic and refuses lists; json_ou
 
 def configure(database_url, secret, cors_origin='*', access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600,
               login_failures_per_email=5, login_failures_per_address=50, login_window=300,
-              cache_seconds=1.0, max_connections=8):
+              password_hashes_per_minute=60, cache_seconds=1.0, max_connections=8):
     """Point the app at a database (creating and seeding it if empty) and set its keys and limits."""
     if len(secret.encode()) < 32:
         raise ValueError('The signing key must be at least 32 bytes long.')
@@ -55,7 +56,8 @@ def configure(database_url, secret, cors_origin='*', access_ttl=15 * 60, refresh
     app.install(BearerAuth(tokens))
     app.config.update({
         'moviesapi.tokens': tokens,
-        'moviesapi.throttle': LoginThrottle(login_failures_per_email, login_failures_per_address, login_window),
+        'moviesapi.throttle': Throttle(secret, login_failures_per_email, login_failures_per_address, login_window,
+                                       password_hashes_per_minute),
         'moviesapi.cache': ResponseCache(cache_seconds),
         'moviesapi.cors_headers': cors,
     })
@@ -336,6 +338,7 @@ def register():
     """Create an account: 201 with the user; 400 for a bad email or password; 409 if the email is taken."""
     body = json_body()
     email, password = email_field(body), new_password(body, 'password')
+    setting('throttle').hashing(request)
     hashed = hash_password(password)  # before the transaction: SQLite's one write lock must not wait on PBKDF2
     try:
         with db.atomic():
@@ -348,16 +351,17 @@ def register():
 
 @app.post('/auth/login')
 def login():
-    """Trade an email and password for a token pair; 401 for bad credentials, 429 when throttled."""
+    """Trade an email and password for a token pair and a device cookie; 401 for bad credentials, 429 when
+    throttled."""
     body = json_body()
     email, password = normalized_email(text(body, 'email', 1000)), text(body, 'password', 1000)
-    throttle, address = setting('throttle'), request.environ.get('REMOTE_ADDR', '')
-    throttle.check(email, address)
+    throttle = setting('throttle')
+    guess = throttle.login_attempt(email, request)  # recorded as a failure until it succeeds
     user = authenticate(email, password)
     if user is None:
-        throttle.failed(email, address)
         abort(401, 'Неверный email или пароль.')
-    throttle.succeeded(email)
+    guess.succeeded()
+    throttle.remember_device(email, request, response)
     return setting('tokens').issue_pair(user)
 
 
@@ -412,8 +416,10 @@ def change_password(user):
     current_field, new_field = (('old_password', 'new_password') if 'old_password' in body
                                 else ('password_1', 'password_2'))
     current, new = text(body, current_field, 1000), new_password(body, new_field)
+    guess = setting('throttle').password_check(user.id, request)
     if not check_password(current, user.password):
         abort(403, 'Текущий пароль введён неверно.')
+    guess.succeeded()
     hashed = hash_password(new)  # before the transaction, as in register()
     with db.atomic():
         User.update(password=hashed).where(User.id == user.id).execute()
@@ -603,6 +609,9 @@ def parse_args(argv):
     parser.add_argument('--login-failures-per-address', type=int, default=50,
                         help='failed logins per client address within the window before 429 (50)')
     parser.add_argument('--login-window', type=int, default=300, help='login throttling window, s (300)')
+    parser.add_argument('--password-hashes-per-minute', type=int, default=60,
+                        help='password hashes (logins, registrations, password changes) per client address '
+                             'or IPv6 /64 per minute before 429 (60)')
     parser.add_argument('--cache-seconds', type=float, default=1.0,
                         help='how often each process checks for catalogue changes, s (1)')
     parser.add_argument('--trusted-proxy', help='address of a reverse proxy whose X-Forwarded-For to trust')
@@ -624,6 +633,7 @@ def main(argv=None):
         configure(args.db, signing_key(args.db), cors_origin=args.cors_origin, access_ttl=args.access_ttl,
                   refresh_ttl=args.refresh_ttl, login_failures_per_email=args.login_failures_per_email,
                   login_failures_per_address=args.login_failures_per_address, login_window=args.login_window,
+                  password_hashes_per_minute=args.password_hashes_per_minute,
                   cache_seconds=args.cache_seconds, max_connections=args.threads + 2)
     except ValueError as err:
         sys.exit(f'moviesapi: {err}')

@@ -61,11 +61,18 @@ async function readJson(response) {
   }
 }
 
+// Our 429s say how long to wait; a proxy's may only send Retry-After (in seconds), so the fallback reads it.
+function waitFrom(response) {
+  const seconds = Number(response.headers.get('Retry-After'));
+  if (response.status !== 429 || !Number.isInteger(seconds) || seconds <= 0) return null;
+  return `Слишком много запросов; повторите через ${seconds < 60 ? `${seconds} с` : `${Math.ceil(seconds / 60)} мин`}.`;
+}
+
 async function errorFrom(response) {
   const data = await readJson(response);
   const message = typeof data?.message === 'string' && data.message.trim()
     ? data.message
-    : FALLBACK_MESSAGES[response.status] ?? 'Что-то пошло не так. Попробуйте позже.';
+    : waitFrom(response) ?? FALLBACK_MESSAGES[response.status] ?? 'Что-то пошло не так. Попробуйте позже.';
   return new ApiError(response.status, message);
 }
 

@@ -1,4 +1,4 @@
-"""Registration, login, token rotation and every token attack, login throttling, request bodies."""
+"""Registration, login, token rotation and every token attack, request bodies (throttling: test_throttle.py)."""
 import base64
 import json
 import time
@@ -196,38 +196,3 @@ def test_refresh_rejects_mismatched_or_wrong_typed_tokens(app, make_user):
     app.put_json('/auth/login', {'refresh_token': 'garbage'}, status=401)
     app.put_json('/auth/login', {'access_token': alice['access_token']}, status=400)
     app.put_json('/auth/login', {'refresh_token': forge(claims_for(1, 'refresh', ttl=-10))}, status=401)
-
-
-# --- Throttling --------------------------------------------------------------------------------------
-
-def test_five_failures_lock_the_email_even_for_the_right_password(app, user):
-    for _ in range(5):
-        app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
-    res = app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=429)
-    assert res.json['message'] and 0 < int(res.headers['Retry-After']) <= 300
-
-
-def test_a_successful_login_resets_the_count(app, user):
-    for _ in range(2):
-        for _ in range(4):
-            app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
-        app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=200)
-
-
-def test_the_lock_ends_with_the_window(app, user, database_url):
-    moviesapi.configure(database_url, 'k' * 32, login_failures_per_email=2, login_window=1)
-    for _ in range(2):
-        app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
-    app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=429)
-    time.sleep(1.2)
-    app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=200)
-
-
-def test_one_address_guessing_many_emails_is_throttled(app, database_url, make_user):
-    moviesapi.configure(database_url, 'k' * 32, login_failures_per_address=3)
-    victim = make_user()
-    for number in range(3):
-        app.post_json('/auth/login', {'email': f'guess{number}@x.com', 'password': 'password1'}, status=401)
-    app.post_json('/auth/login', {'email': victim['email'], 'password': victim['password']}, status=429)
-    app.post_json('/auth/login', {'email': victim['email'], 'password': victim['password']},
-                  extra_environ={'REMOTE_ADDR': '10.0.0.2'}, status=200)

@@ -469,6 +469,29 @@ def test_no_page_breaks_the_content_security_policy(page, live_server):
     assert page.evaluate('window.injected') is None  # what an injected inline script would meet
 
 
+
+def test_the_device_cookie_lets_its_owner_in_while_strangers_get_a_wait_to_read(page, live_server, browser):
+    email = registered_user(live_server)
+    log_in(page, email)
+    page.get_by_role('button', name='Выйти').click()
+    for _ in range(5):  # a stranger, with no device cookie, throttles the email
+        assert live_server.call('POST', '/auth/login', {'email': email, 'password': 'not-the-password'})[0] == 401
+
+    log_in(page, email)  # this browser holds the device cookie from its login above
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+
+    other = browser.new_context(base_url=live_server.url, locale='ru-RU')
+    try:
+        stranger = other.new_page()
+        log_in(stranger, email)
+        expect(stranger.get_by_role('alert')).to_have_text(re.compile(r'повторите через 5 мин\.$'))
+        # A proxy's 429 without our body: the form still says how long to wait, from Retry-After
+        stranger.route('**/auth/login', lambda route: route.fulfill(status=429, headers={'Retry-After': '90'}))
+        submit_login_form(stranger, email)
+        expect(stranger.get_by_role('alert')).to_have_text('Слишком много запросов; повторите через 2 мин.')
+    finally:
+        other.close()
+
 # --- Layout and accessibility ------------------------------------------------------------------------
 
 def test_phone_width_layout_has_no_horizontal_scroll(page, live_server):

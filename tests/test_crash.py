@@ -21,6 +21,8 @@ WRITERS = 12
 CYCLES = 3
 ACKS_BEFORE_KILL = 300  # acknowledged writes per cycle before the kill
 SERVER_THREADS = 8
+SERVER_ARGS = ('--threads', str(SERVER_THREADS),
+               '--password-hashes-per-minute', '100000')  # every writer registers from 127.0.0.1
 
 
 class Client:
@@ -155,7 +157,7 @@ def check_sqlite_file(path):
 
 
 def test_sigkill_mid_write_loses_no_acknowledged_write(server_factory, capsys):
-    server = server_factory(args=('--threads', str(SERVER_THREADS)))
+    server = server_factory(args=SERVER_ARGS)
     engine = 'postgresql' if str(server.db).startswith('postgres') else 'sqlite'
     ledger = Ledger()
 
