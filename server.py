@@ -17,7 +17,8 @@ from waitress.utilities import BadRequest, RequestEntityTooLarge, RequestHeaderF
 DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused request read and discarded; past them the answer is sent at once
 SPARE_FILES = 64  # descriptors besides connections: listener, trigger pipe, logs, database connections
 MESSAGES = {400: 'Некорректный запрос.', 413: 'Тело запроса слишком большое.',
-            431: 'Заголовки запроса слишком большие.', 501: 'Такой Transfer-Encoding не поддерживается.'}
+            431: 'Заголовки запроса слишком большие.', 500: 'Внутренняя ошибка сервера.',
+            501: 'Такой Transfer-Encoding не поддерживается.'}
 log = logging.getLogger('moviesapi')
 
 
@@ -114,7 +115,7 @@ class JSONErrorTask(ErrorTask):
 
     def execute(self):
         error = self.request.error
-        message = MESSAGES.get(error.code, 'Внутренняя ошибка сервера.')
+        message = MESSAGES.get(error.code, MESSAGES[500])
         body = json.dumps({'message': message, 'status': error.code}, ensure_ascii=False,
                           separators=(',', ':')).encode()
         self.status = f'{error.code} {error.reason}'

@@ -4,9 +4,14 @@ import http.client
 import json
 import select
 import socket
+import threading
 import time
+from types import SimpleNamespace
 
 import pytest
+from waitress import wasyncore
+
+import server
 
 
 @pytest.fixture
@@ -158,3 +163,20 @@ def test_a_malformed_request_is_refused_with_json(small_server):
     head, body = raw_answer(small_server, b'GET /genres HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n')
     assert head.split()[1] == '400' and 'Content-Type: application/json' in head
     assert body == {'message': 'Некорректный запрос.', 'status': 400}
+
+
+def crash(environ, start_response):
+    raise RuntimeError('a crash before any answer')
+
+
+def test_a_crash_before_the_answer_is_answered_with_json():
+    crashing = server.Server(crash, header_timeout=10, host='127.0.0.1', port=0, threads=1)
+    running = threading.Thread(target=crashing.run)
+    running.start()
+    try:
+        assert answer(SimpleNamespace(port=int(crashing.effective_port)), 'GET', '/') == \
+            refused(500, 'Внутренняя ошибка сервера.')
+    finally:
+        crashing.trigger.pull_trigger(lambda: wasyncore.close_all(crashing._map))  # in its own I/O thread
+        running.join(5)
+        crashing.task_dispatcher.shutdown()
