@@ -15,11 +15,11 @@ import tempfile
 import unicodedata
 from urllib.parse import urlencode
 
-import waitress
 from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, static_file
 from peewee import DatabaseError, IntegrityError
 
 import apidocs
+import server
 from auth import BearerAuth, Tokens, authenticate, bearer_token, check_password, hash_password
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision, close_database,
                     connection, create_schema, db, open_database, release_connection)
@@ -615,6 +615,9 @@ def parse_args(argv):
     parser.add_argument('--cache-seconds', type=float, default=1.0,
                         help='how often each process checks for catalogue changes, s (1)')
     parser.add_argument('--trusted-proxy', help='address of a reverse proxy whose X-Forwarded-For to trust')
+    parser.add_argument('--header-timeout', type=float, default=10.0,
+                        help="seconds a client has to send a request's headers, counted from its first byte (10)")
+    parser.add_argument('--connection-limit', type=int, default=1000, help='open client connections at most (1000)')
     parser.add_argument('--import', dest='import_file', metavar='FILE',
                         help='upsert the catalogue from a JSON file (genres, directors, movies), then exit')
     return parser.parse_args(argv)
@@ -644,9 +647,10 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # let Waitress finish in-flight requests
     proxy = {'trusted_proxy': args.trusted_proxy, 'trusted_proxy_count': 1,
              'trusted_proxy_headers': 'x-forwarded-for x-forwarded-proto'} if args.trusted_proxy else {}
-    waitress.serve(access_log(api, handler.access), host=args.host, port=args.port, threads=args.threads, ident='moviesapi',
-                   max_request_body_size=1024 * 1024, max_request_header_size=16 * 1024,
-                   channel_timeout=30, **proxy)
+    server.serve(access_log(api, handler.access), header_timeout=args.header_timeout,
+                 connection_limit=args.connection_limit, host=args.host, port=args.port, threads=args.threads,
+                 ident='moviesapi', max_request_body_size=1024 * 1024, max_request_header_size=16 * 1024,
+                 channel_timeout=30, **proxy)
 
 
 if __name__ == '__main__':
