@@ -151,9 +151,10 @@ class Movie(BaseModel):
 
 # --- Title search: q anywhere in the title, in any letter case, as Python's `q.lower() in title.lower()` --------
 # SQLite finds 3+ characters through the trigram index movie_search; PostgreSQL through a pg_trgm index on
-# lower(title). They fold Latin, Cyrillic (Ё too) and Greek like Python, except in exotic cases: the index takes
-# ς, ϐ, ſ, µ... for σ, β, s, μ; İ (lower() makes it two characters) and letters newer than SQLite's Unicode
-# tables (Georgian Mtavruli, Cherokee, scripts beyond U+FFFF) are not folded; PostgreSQL lowers Σ to σ always.
+# lower(title). They fold Latin, Cyrillic (Ё too) and Greek like Python, except in exotic cases: SQLite's index
+# takes ς, ϐ, ſ, µ... for σ, β, s, μ, does not fold letters newer than its Unicode tables (Georgian Mtavruli,
+# Cherokee, scripts beyond U+FFFF), and its 1-2 character scan finds İ only as itself; PostgreSQL lowers Σ to σ
+# even at a word's end and İ to i, where Python gives ς and 'i̇'.
 
 SQLITE_SEARCH_INDEX = [
     # A table of its own, not external content: its rows are deleted by rowid alone, so an INSERT OR REPLACE into
