@@ -7,7 +7,7 @@ import pathlib
 import sqlite3
 import uuid
 
-from peewee import (SQL, AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, FloatField,
+from peewee import (SQL, AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, Expression, FloatField,
                     ForeignKeyField, IntegerField, Model, PostgresqlDatabase, Select, SqliteDatabase, TextField,
                     fn)
 from playhouse.db_url import parse as parse_db_url
@@ -28,10 +28,8 @@ def open_database(url, max_connections=8):
     create_private_file(path)
     # IMMEDIATE transactions take the write lock up front, so none fails on a lock upgrade. SQLite's busy
     # timeout stays at Peewee's 5 s.
-    database = SqliteDatabase(path, check_same_thread=False, lock_type='IMMEDIATE',
-                              pragmas={'journal_mode': 'wal', 'foreign_keys': 1, 'synchronous': 'normal'})
-    database.register_function(str.lower, 'lower', 1)  # SQLite's own lower() folds ASCII only
-    return database
+    return SqliteDatabase(path, check_same_thread=False, lock_type='IMMEDIATE',
+                          pragmas={'journal_mode': 'wal', 'foreign_keys': 1, 'synchronous': 'normal'})
 
 
 def create_private_file(path):
@@ -142,7 +140,7 @@ class Movie(BaseModel):
             if value is not None:
                 query = query.where(field == value)
         if q:
-            query = query.where(fn.lower(cls.title).contains(q.lower()))
+            query = query.where(title_contains(q))
         return query.order_by(*cls.ordering(newest))
 
     @classmethod
@@ -159,6 +157,58 @@ class Movie(BaseModel):
                 'trailer': self.trailer or '', 'year': self.year, 'rating': self.rating,
                 'genre_id': self.genre_id, 'director_id': self.director_id,
                 'genre': self.genre.to_json(), 'director': self.director.to_json()}
+
+
+# --- Title search: q anywhere in the title, in any letter case, as Python's `q.lower() in title.lower()` --------
+# SQLite finds 3+ characters through the trigram index movie_search; PostgreSQL through a pg_trgm index on
+# lower(title). They fold Latin, Cyrillic (Ё too) and Greek like Python, except in exotic cases: SQLite's index
+# takes ς, ϐ, ſ, µ... for σ, β, s, μ, does not fold letters newer than its Unicode tables (Georgian Mtavruli,
+# Cherokee, scripts beyond U+FFFF), and its 1-2 character scan finds İ only as itself; PostgreSQL lowers Σ to σ
+# even at a word's end and İ to i, where Python gives ς and 'i̇'.
+
+SQLITE_SEARCH_INDEX = [
+    # A table of its own, not external content: its rows are deleted by rowid alone, so an INSERT OR REPLACE into
+    # movie (whose implicit delete fires no trigger) cannot leave a stale entry behind.
+    "CREATE VIRTUAL TABLE movie_search USING fts5(title, tokenize='trigram case_sensitive 0')",
+    'INSERT INTO movie_search (rowid, title) SELECT id, title FROM movie',
+    """CREATE TRIGGER movie_search_insert AFTER INSERT ON movie BEGIN
+           DELETE FROM movie_search WHERE rowid = new.id;
+           INSERT INTO movie_search (rowid, title) VALUES (new.id, new.title);
+       END""",
+    """CREATE TRIGGER movie_search_update AFTER UPDATE OF id, title ON movie BEGIN
+           DELETE FROM movie_search WHERE rowid IN (old.id, new.id);
+           INSERT INTO movie_search (rowid, title) VALUES (new.id, new.title);
+       END""",
+    """CREATE TRIGGER movie_search_delete AFTER DELETE ON movie BEGIN
+           DELETE FROM movie_search WHERE rowid = old.id;
+       END"""]
+POSTGRESQL_SEARCH_INDEX = [
+    'CREATE EXTENSION IF NOT EXISTS pg_trgm',  # trusted since PostgreSQL 13: the database owner may create it
+    'CREATE INDEX IF NOT EXISTS movie_title_trigrams ON movie USING gin (lower(title) gin_trgm_ops)']
+
+
+def title_contains(q):
+    """The condition "the movie's title contains q in any letter case", in the form the search index serves."""
+    if isinstance(db.obj, PostgresqlDatabase):
+        pattern = '%' + q.replace('\\', '\\\\').replace('%', '\\%').replace('_', '\\_') + '%'
+        return Expression(fn.lower(Movie.title), 'LIKE', fn.lower(pattern))  # backslash is LIKE's default escape
+    if len(q) < 3:  # no trigram to look up: a scan, in C, with each letter in all its cases
+        return Expression(Movie.title, 'GLOB', any_case_glob(q))
+    phrase = '"' + q.replace('"', '""') + '"'  # one quoted phrase: FTS5 operators in q are plain text
+    return Movie.id.in_(SQL('(SELECT rowid FROM movie_search WHERE movie_search MATCH ?)', [phrase]))
+
+
+def any_case_glob(text):
+    """A GLOB pattern for text anywhere in a string, each letter in any case: 'Ёж?' → '*[Ёё][Жж][?]*'."""
+    return '*' + ''.join(any_case_class(char) for char in text) + '*'
+
+
+def any_case_class(char):
+    cases = {case for case in (char, char.lower(), char.upper(), char.title())
+             if len(case) == 1 and case.lower() == char.lower()}
+    if len(cases) > 1 or char in '*?[':
+        return '[' + ''.join(sorted(cases)) + ']'
+    return char
 
 
 class User(BaseModel):
@@ -244,10 +294,22 @@ def create_schema():
         if isinstance(db.obj, PostgresqlDatabase):
             db.execute_sql('SELECT pg_advisory_xact_lock(25000)')  # one process creates, the rest wait
         db.create_tables(MODELS)
+        create_search_index()
         if not Genre.select().exists():
             load_seed()
         if not CatalogueRevision.select().exists():
             CatalogueRevision.create()
+
+
+def create_search_index():
+    """Index movie titles for search, filling the index from the movies already there (a database made
+    before the index existed)."""
+    if isinstance(db.obj, PostgresqlDatabase):
+        statements = POSTGRESQL_SEARCH_INDEX
+    else:
+        statements = [] if 'movie_search' in db.get_tables() else SQLITE_SEARCH_INDEX
+    for statement in statements:
+        db.execute_sql(statement)
 
 
 def load_seed():
