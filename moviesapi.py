@@ -11,10 +11,10 @@ import re
 import secrets
 import signal
 import sys
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import waitress
-from bottle import BaseRequest, Bottle, FormsDict, HTTPError, HTTPResponse, abort, request, response, static_file
+from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, static_file
 from peewee import DatabaseError, IntegrityError
 
 import apidocs
@@ -157,12 +157,21 @@ def new_password(body, field):
 
 # --- Query parameters --------------------------------------------------------------------------------
 
+def query_params(environ):
+    """The query string as Bottle reads it: the last value of each parameter, percent-decoded as latin-1."""
+    params = {}
+    for pair in environ.get('QUERY_STRING', '').split('&'):
+        if pair:
+            name, _, value = pair.partition('=')
+            params[unquote_plus(name, 'latin-1')] = unquote_plus(value, 'latin-1')
+    return params
+
+
 def int_param(query, name, maximum=MAX_ID):
-    """A positive integer query parameter (the last if repeated), or None; 400 for anything else, including an
-    empty value."""
-    if name not in query:
-        return None
+    """A positive integer query parameter, or None; 400 for anything else, including an empty value."""
     raw = query.get(name)
+    if raw is None:
+        return None
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
         abort(400, f'Параметр "{name}" должен быть целым числом от 1 до {maximum}.')
     return int(raw)
@@ -214,18 +223,23 @@ def cache_key(environ):
     plural, id = found.groups()
     if id is not None:
         return f'/{plural}/{int(id)}', ()
-    query = BaseRequest(environ).query if environ.get('QUERY_STRING') else FormsDict()
-    params = {'page': int_param(query, 'page', maximum=10**9)}
+    query = query_params(environ)
+    if not query:
+        return f'/{plural}', ()
+    params = [('page', int_param(query, 'page', maximum=10**9))]
     if plural == 'movies':
-        params = {'status': 'new' if query.get('status') == 'new' else None,  # other values: id order
-                  'genre_id': int_param(query, 'genre_id'), 'director_id': int_param(query, 'director_id'),
-                  'year': int_param(query, 'year', maximum=9999), 'q': search_text(query), **params}
-    return f'/{plural}', tuple((name, value) for name, value in params.items() if value is not None)
+        params[:0] = [('status', 'new' if query.get('status') == 'new' else None),  # other values: id order
+                      ('genre_id', int_param(query, 'genre_id')), ('director_id', int_param(query, 'director_id')),
+                      ('year', int_param(query, 'year', maximum=9999)), ('q', search_text(query))]
+    return f'/{plural}', tuple([(name, value) for name, value in params if value is not None])
 
 
 def search_text(query):
     """The title search, or None when empty or not UTF-8; 400 over 200 characters or with NUL."""
-    text = query.getunicode('q') or None
+    try:
+        text = query.get('q', '').encode('latin-1').decode() or None
+    except UnicodeError:  # not UTF-8: Bottle's getunicode() gives None too
+        text = None
     if text is not None and (len(text) > 200 or not storable(text)):
         abort(400, 'Параметр "q" — не длиннее 200 символов и без символа NUL.')
     return text

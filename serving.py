@@ -156,11 +156,15 @@ class ResponseCache:
             size += len(chunk)
             if size > self.budget // 64:
                 descriptor, path = tempfile.mkstemp(dir=self.directory.name)
-                with open(descriptor, 'wb') as file:
-                    file.writelines(held)
-                    for chunk in chunks:
-                        file.write(chunk)
-                        size += len(chunk)
+                try:
+                    with open(descriptor, 'wb') as file:
+                        file.writelines(held)
+                        for chunk in chunks:
+                            file.write(chunk)
+                            size += len(chunk)
+                except BaseException:  # a failed render leaves no file behind
+                    os.unlink(path)
+                    raise
                 return self.entry(None, path, size, headers)
         return self.entry(b''.join(held), None, size, headers)
 
