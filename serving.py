@@ -23,16 +23,17 @@ class Busy(Exception):
 
 class Workload:
     """Uncached work may tie up at most `workers` worker threads at once, building or waiting for a build, so
-    that cheap requests always find one free; of those, at most `renders` render at the same time (rendering
-    is Python work, which the GIL runs one thread at a time), the others wait up to `wait` s for their turn."""
+    that cheap requests always find one free; a request beyond them waits up to `admit_wait` s (a burst of short
+    renders soon makes room). Of those workers at most `renders` render at the same time (rendering is Python
+    work, which the GIL runs one thread at a time); the others wait up to `wait` s for their turn."""
 
-    def __init__(self, workers, renders, wait=1.0):
+    def __init__(self, workers, renders, wait=1.0, admit_wait=0.05):
         self.workers, self.renders = threading.BoundedSemaphore(workers), threading.BoundedSemaphore(renders)
-        self.wait = wait
+        self.wait, self.admit_wait = wait, admit_wait
 
     @contextlib.contextmanager
     def worker(self):
-        if not self.workers.acquire(blocking=False):
+        if not self.workers.acquire(timeout=self.admit_wait):
             raise Busy
         try:
             yield
