@@ -113,7 +113,12 @@ def serve_ceiling(port, response_file):
     import waitress
     with open(response_file) as f:
         saved = json.load(f)
-    headers, body = [tuple(h) for h in saved['headers']], saved['body'].encode('latin-1')
+    headers = [tuple(h) for h in saved['headers']]
+    if 'body_file' in saved:
+        with open(saved['body_file'], 'rb') as f:
+            body = f.read()
+    else:
+        body = saved['body'].encode('latin-1')
 
     def app(environ, start_response):
         start_response('200 OK', headers)
@@ -359,6 +364,14 @@ def start_server(args, tmp, movies):
     return server, movie_ids(db)
 
 
+def start_server_on(db, tmp, name, threads):
+    """The real server on an existing database file, with its own log."""
+    env = {k: v for k, v in os.environ.items() if k not in ('MOVIESAPI_HASH_ITERATIONS', 'MOVIESAPI_DATABASE_URL')}
+    env['MOVIESAPI_SECRET'] = secrets.token_hex(32)
+    return Server([sys.executable, 'moviesapi.py', '--host', '127.0.0.1', '--port', '{port}', '--db', db,
+                   '--threads', str(threads)], env, os.path.join(tmp, f'server-{name}.log')).start()
+
+
 def start_ceiling(server, tmp):
     """The bare-Waitress ceiling, serving the bytes and headers of the real server's /movies/?page=1."""
     _, headers, body = expect(fetch(server.port, 'GET', '/movies/?page=1'), 200)
@@ -384,8 +397,13 @@ def run_phase(args, tmp, movies=None, seed_page1=None):
     results = measure_all(targets, args, tmp)
     print_table(f'{label}, medians of {args.rounds} runs', results, None if movies else SEED_TARGETS)
     ceiling.stop()
+    if not movies:  # at scale /movies/?utm_source=N is the whole 80 MB list, each time on a cache keyed by raw URL
+        report_junk_growth(server)
     if movies:
         report_scale(server, results, seed_page1, routes[3].paths[0], movies)
+        report_full_list(server, tmp)
+        server.stop()
+        report_starvation(args, tmp, os.path.join(tmp, f'movies-{movies}.db'))
     server.stop()
     return results
 
@@ -417,14 +435,18 @@ def report_scale(server, results, seed, deep_path, movies):
           f'CPU-s; peak RSS {rss_before:.1f} MB before, {rss:.1f} MB after   target <100 MB  {verdict(rss < 100)}')
 
 
-def full_list(port):
-    """GET /movies/ without page, read in chunks; returns (status, bytes)."""
-    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=300)
+def full_list(port, into=None, conn=None):
+    """GET /movies/ without page, read in chunks (written to the file `into`, if given); returns (status, bytes)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection('127.0.0.1', port, timeout=300)
     conn.request('GET', '/movies/')
     resp, size = conn.getresponse(), 0
     while chunk := resp.read(1 << 16):
         size += len(chunk)
-    conn.close()
+        if into:
+            into.write(chunk)
+    if own:
+        conn.close()
     return resp.status, size
 
 
@@ -503,6 +525,130 @@ def searches_alongside(port, pool, clients, seconds):
     for thread in threads:
         thread.join()
     return len(done), cached
+
+
+def rss_mb(pid):
+    with open(f'/proc/{pid}/status') as f:
+        return int(re.search(r'VmRSS:\s+(\d+) kB', f.read()).group(1)) / 1024
+
+
+def send_all(port, paths, connections=4):
+    """GET every path over a few keep-alive connections; returns {status: count}."""
+    counts, lock = {}, threading.Lock()
+
+    def client(share):
+        conn = http.client.HTTPConnection('127.0.0.1', port, timeout=120)
+        for path in share:
+            conn.request('GET', path)
+            resp = conn.getresponse()
+            resp.read()
+            with lock:
+                counts[resp.status] = counts.get(resp.status, 0) + 1
+        conn.close()
+    threads = [threading.Thread(target=client, args=(paths[k::connections],)) for k in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
+def report_junk_growth(server, count=10000):
+    """(a) The server's RSS before and after `count` GETs whose query strings differ only in parameters no
+    route uses: a cache keyed by the raw query string keeps one entry for each."""
+    junk = lambda n: f'/movies/?utm_source={n}' if n % 2 else f'/movies/?page=1&session={n}'
+    send_all(server.port, [junk(n) for n in range(200)])
+    before, started = rss_mb(server.proc.pid), time.perf_counter()
+    counts = send_all(server.port, [junk(n) for n in range(200, 200 + count)])
+    print(f'junk query strings: {count} GETs (/movies/?utm_source=N, /movies/?page=1&session=N) in '
+          f'{time.perf_counter() - started:.1f} s, statuses {counts}; RSS {before:.1f} MB before, '
+          f'{rss_mb(server.proc.pid):.1f} MB after')
+
+
+def report_full_list(server, tmp):
+    """(b) GET /movies/ at scale, twice, against the bare ceiling sending the same bytes."""
+    body_file = os.path.join(tmp, 'full-list.json')
+    figures = []
+    for label in ('first', 'second'):
+        server.wait_idle()
+        cpu, started = server.cpu_seconds(), time.perf_counter()
+        with open(body_file, 'wb') as into:
+            status, size = full_list(server.port, into)
+        figures.append((label, status, size, time.perf_counter() - started, server.cpu_seconds() - cpu,
+                        rss_mb(server.proc.pid), server.peak_rss_mb()))
+    _, headers, _ = expect(fetch(server.port, 'GET', '/movies/?page=1'), 200)
+    response_file = os.path.join(tmp, 'full-list-response.json')
+    with open(response_file, 'w') as f:
+        json.dump({'headers': [('Content-Type', 'application/json')], 'body_file': body_file}, f)
+    ceiling = Server([sys.executable, os.path.abspath(__file__), '--ceiling-server', '{port}', response_file],
+                     server.env, os.path.join(tmp, 'ceiling-full.log')).start()
+    ceiling.wait_idle()
+    cpu, started = ceiling.cpu_seconds(), time.perf_counter()
+    status, size = full_list(ceiling.port)
+    figures.append(('ceiling', status, size, time.perf_counter() - started, ceiling.cpu_seconds() - cpu,
+                    rss_mb(ceiling.proc.pid), ceiling.peak_rss_mb()))
+    ceiling.stop()
+    print('GET /movies/ (full list)        status       MB   seconds  server CPU-s   RSS MB  peak RSS MB')
+    for label, status, size, seconds, cpu, rss, peak in figures:
+        print(f'  {label:<29} {status:>6} {size / 1e6:8.1f} {seconds:9.2f} {cpu:13.2f} {rss:8.1f} {peak:12.1f}')
+
+
+def report_starvation(args, tmp, db, clients=8):
+    """(c) Cached /movies/1 (one client, two connections) alone, then while `clients` clients pull the full
+    list and `clients` more run distinct uncached searches, on a fresh server with --threads 8. Clients
+    told 503 wait its Retry-After, as a polite client does."""
+    server = start_server_on(db, tmp, 'starvation', threads=8)
+    expect(fetch(server.port, 'GET', '/movies/1'), 200)
+    probe, load = Route('/movies/1', ['/movies/1']), run_wrk if args.wrk else run_python_client
+    alone = load(server.port, probe, args.duration * 2, 2, tmp)
+    stop, done = threading.Event(), {'full lists': 0, 'searches': 0, '503': 0, 'errors': 0}
+    lock = threading.Lock()
+
+    def count(what):
+        with lock:
+            done[what] += 1
+
+    def pull_full_lists():
+        while not stop.is_set():
+            try:
+                status, _ = full_list(server.port)
+            except OSError:
+                count('errors')
+                continue
+            count('full lists' if status == 200 else '503' if status == 503 else 'errors')
+            if status == 503:
+                time.sleep(1)
+
+    def search(k):
+        conn, number = http.client.HTTPConnection('127.0.0.1', server.port, timeout=120), k
+        while not stop.is_set():
+            number += clients
+            try:
+                conn.request('GET', f'/movies/?q={quote(WORDS[number % len(WORDS)][:3])}&page={number}')
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException):
+                count('errors')
+                conn.close()
+                continue
+            count('searches' if resp.status == 200 else '503' if resp.status == 503 else 'errors')
+            if resp.status == 503:
+                time.sleep(int(resp.getheader('Retry-After', '1')))
+    threads = [threading.Thread(target=pull_full_lists) for _ in range(clients)]
+    threads += [threading.Thread(target=search, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    busy = load(server.port, probe, args.duration * 4, 2, tmp)
+    stop.set()
+    for t in threads:
+        t.join()
+    server.stop()
+    print(f'cached /movies/1, server --threads 8: alone p50 {alone["p50"]:.2f} ms, p99 {alone["p99"]:.2f} ms; '
+          f'with {clients} full-list clients and {clients} searchers p50 {busy["p50"]:.2f} ms, '
+          f'p99 {busy["p99"]:.2f} ms, {busy["requests"]} requests, {busy["errors"]} errors   target p99 <50 ms  '
+          f'{verdict(busy["requests"] > 0 and busy["p99"] < 50)}')
+    print(f'  meanwhile (whole run): {done}')
 
 
 def print_machine(args):

@@ -1,6 +1,7 @@
 """moviesapi: a movie catalogue with accounts and favourites, as a JSON API and a small web UI."""
 import argparse
 import functools
+import itertools
 import json
 import logging
 import math
@@ -13,7 +14,7 @@ import stat
 import sys
 import tempfile
 import unicodedata
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, static_file
 from peewee import DatabaseError, IntegrityError
@@ -23,7 +24,7 @@ import server
 from auth import BearerAuth, Tokens, authenticate, bearer_token, check_password, hash_password
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, bump_catalogue_revision, close_database,
                     connection, create_schema, db, open_database, release_connection)
-from serving import BufferedLogHandler, ResponseCache, access_log, serve_ahead, with_headers
+from serving import MiB, BufferedLogHandler, Busy, ResponseCache, Workload, access_log, serve_ahead, with_headers
 from throttle import Throttle
 
 HERE = pathlib.Path(__file__).parent
@@ -41,7 +42,8 @@ app.uninstall('json')  # its encoder escapes Cyrillic and refuses lists; json_ou
 
 def configure(database_url, secret, cors_origin='*', access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600,
               login_failures_per_email=5, login_failures_per_address=50, login_window=300,
-              password_hashes_per_minute=60, cache_seconds=1.0, max_connections=8):
+              password_hashes_per_minute=60, cache_seconds=1.0, max_connections=8, threads=8,
+              cache_bytes=64 * MiB):
     """Point the app at a database (creating and seeding it if empty) and set its keys and limits."""
     if len(secret.encode()) < 32:
         raise ValueError('The signing key must be at least 32 bytes long.')
@@ -58,10 +60,17 @@ def configure(database_url, secret, cors_origin='*', access_ttl=15 * 60, refresh
         'moviesapi.tokens': tokens,
         'moviesapi.throttle': Throttle(secret, login_failures_per_email, login_failures_per_address, login_window,
                                        password_hashes_per_minute),
-        'moviesapi.cache': ResponseCache(cache_seconds),
+        'moviesapi.cache': ResponseCache(cache_seconds, uncached_workload(threads), cache_bytes),
         'moviesapi.cors_headers': cors,
     })
     return app
+
+
+def uncached_workload(threads):
+    """Uncached catalogue work leaves two of the server's threads to cached answers and other routes, and
+    renders on as many threads at once as there are CPUs."""
+    workers = max(1, threads - 2)
+    return Workload(workers, min(workers, os.cpu_count() or 1))
 
 
 def setting(name):
@@ -175,11 +184,21 @@ def new_password(body, field):
 
 # --- Query parameters --------------------------------------------------------------------------------
 
-def int_param(name, maximum=MAX_ID, default=None):
-    """A positive integer query parameter; 400 for anything else, including an empty value."""
-    if name not in request.query:
-        return default
-    raw = request.query.get(name)
+def query_params(environ):
+    """The query string as Bottle reads it: the last value of each parameter, percent-decoded as latin-1."""
+    params = {}
+    for pair in environ.get('QUERY_STRING', '').split('&'):
+        if pair:
+            name, _, value = pair.partition('=')
+            params[unquote_plus(name, 'latin-1')] = unquote_plus(value, 'latin-1')
+    return params
+
+
+def int_param(query, name, maximum=MAX_ID):
+    """A positive integer query parameter, or None; 400 for anything else, including an empty value."""
+    raw = query.get(name)
+    if raw is None:
+        return None
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
         abort(400, f'Параметр "{name}" должен быть целым числом от 1 до {maximum}.')
     return int(raw)
@@ -195,58 +214,98 @@ def get_or_404(query, id):
 
 # --- Catalogue answers: encoded once, cached per catalogue revision (serving.ResponseCache) ----------
 
+CATALOGUE_PATH = re.compile(r'/(movies|genres|directors)(?:/(-?\d+))?')  # what the routes' <id:int> matches
+BUSY = 'Сервер занят, повторите запрос через секунду.'
+
+
 def catalogue(render):
-    """Answer a catalogue GET from the cache, keyed by path and query string, or from render() → (body, headers).
-    Parameters are checked in render(), so a cache hit skips that work too; a 400 is never cached."""
-    body, headers, _ = setting('cache').get(cache_key(request.environ), render)
+    """Answer a catalogue GET from the cache or from render(**parameters) → (body or its chunks, headers).
+    Parameters are checked before the cache is asked; a 400 is never cached."""
+    key = cache_key(request.environ)
+    body, headers, _ = cached(key, lambda: render(**dict(key[1])))
     if_none_match = request.environ.get('HTTP_IF_NONE_MATCH')
     if if_none_match and {headers['ETag'], '*'} & {tag.strip().removeprefix('W/') for tag in if_none_match.split(',')}:
+        if not isinstance(body, bytes):
+            body.close()
         return HTTPResponse(status=304, headers={'ETag': headers['ETag'], 'Cache-Control': headers['Cache-Control']})
     return HTTPResponse(body, headers=headers)
 
 
+def cached(key, render):
+    """The cache's answer for key; 503 with Retry-After when no worker can be spared to render it."""
+    try:
+        return setting('cache').get(key, render)
+    except Busy:
+        error = HTTPError(503, BUSY)
+        error.set_header('Retry-After', '1')
+        raise error from None
+
+
 def cache_key(environ):
-    return environ['PATH_INFO'], environ.get('QUERY_STRING', '')
+    """A catalogue GET's key: its path and the parameters its route uses, validated and in one order, so that
+    other parameters make no entries of their own. None for other paths; 400 for a bad parameter."""
+    found = CATALOGUE_PATH.fullmatch(environ['PATH_INFO'])
+    if found is None:
+        return None
+    plural, id = found.groups()
+    if id is not None:
+        return f'/{plural}/{int(id)}', ()
+    query = query_params(environ)
+    if not query:
+        return f'/{plural}', ()
+    params = [('page', int_param(query, 'page', maximum=10**9))]
+    if plural == 'movies':
+        params[:0] = [('status', 'new' if query.get('status') == 'new' else None),  # other values: id order
+                      ('genre_id', int_param(query, 'genre_id')), ('director_id', int_param(query, 'director_id')),
+                      ('year', int_param(query, 'year', maximum=9999)), ('q', search_text(query))]
+    return f'/{plural}', tuple([(name, value) for name, value in params if value is not None])
+
+
+def search_text(query):
+    """The title search, or None when empty or not UTF-8; 400 over 200 characters or with NUL."""
+    try:
+        text = query.get('q', '').encode('latin-1').decode() or None
+    except UnicodeError:  # not UTF-8: Bottle's getunicode() gives None too
+        text = None
+    if text is not None and (len(text) > 200 or not storable(text)):
+        abort(400, 'Параметр "q" — не длиннее 200 символов и без символа NUL.')
+    return text
 
 
 def render_movie(id):
     return dumps(get_or_404(Movie.with_relations(), id).to_json()), {}
 
 
-def render_list(query, fetch=list):
-    """A route's list: one page (12 rows, with X-Total-Count and Link) or every row, streamed if long."""
-    page = int_param('page', maximum=10**9)
+def render_list(query, fetch=list, page=None):
+    """A route's list: one page (12 rows, with X-Total-Count and Link) or every row, in chunks."""
     if page is None:
-        first = fetch(query.paginate(1, BATCH_SIZE))
-        if len(first) < BATCH_SIZE:
-            return dumps([row.to_json() for row in first]), {}
-        return stream_rows(query, fetch, first), {}
+        return list_chunks(query, fetch), {}
     total = query.count()
     return dumps([row.to_json() for row in fetch(query.paginate(page, PAGE_SIZE))]), {
         'X-Total-Count': str(total), 'Link': page_links(page, max(1, math.ceil(total / PAGE_SIZE)))}
 
 
-def stream_rows(query, fetch, first):
-    """Yield a JSON array batch by batch, so a huge list never sits in memory whole."""
-    yield b'[' + dumps([row.to_json() for row in first])[1:-1]
-    for number in range(2, sys.maxsize):
-        with connection():  # the request's hooks have run by now
-            rows = fetch(query.paginate(number, BATCH_SIZE))
+def list_chunks(query, fetch):
+    """A JSON array of every row, one chunk per batch, so that a huge list never sits in memory whole."""
+    yield b'['
+    for number in itertools.count(1):
+        rows = fetch(query.paginate(number, BATCH_SIZE))
         if rows:
-            yield b',' + dumps([row.to_json() for row in rows])[1:-1]
+            yield (b',' if number > 1 else b'') + dumps([row.to_json() for row in rows])[1:-1]
         if len(rows) < BATCH_SIZE:
             break
     yield b']'
 
 
 def page_links(page, last):
-    """An RFC 8288 Link header to the first, previous, next and last pages, keeping the other parameters."""
-    params = {key: request.query.getunicode(key) for key in request.query if key != 'page'}
+    """An RFC 8288 Link header to the first, previous, next and last pages, keeping the other parameters the
+    route uses (never any others)."""
+    path, params = cache_key(request.environ)
+    params = {name: value for name, value in params if name != 'page'}
     links = {'first': 1, 'prev': page - 1 if 1 < page <= last + 1 else None,
              'next': page + 1 if page < last else None, 'last': last}
-    base = request.path.rstrip('/') + '/'
     return ', '.join(
-        f'<{base}?{urlencode({**params, "page": number})}>; rel="{rel}"'
+        f'<{path}/?{urlencode({**params, "page": number})}>; rel="{rel}"'
         for rel, number in links.items() if number)
 
 
@@ -269,7 +328,7 @@ def finish_request():
 
 STANDARD_MESSAGES = {400: 'Некорректный запрос.', 403: 'Доступ запрещён.', 404: 'Такого адреса нет.',
                      405: 'Этот метод здесь не поддерживается.', 413: 'Тело запроса слишком большое.',
-                     500: 'Внутренняя ошибка сервера.'}
+                     500: 'Внутренняя ошибка сервера.', 503: BUSY}
 
 
 def json_error(error):
@@ -294,13 +353,10 @@ def movies():
     return catalogue(render_movies)
 
 
-def render_movies():
-    newest = request.query.get('status') == 'new'
-    filters = {'genre_id': int_param('genre_id'), 'director_id': int_param('director_id'),
-               'year': int_param('year', maximum=9999), 'q': request.query.getunicode('q') or None}
-    if filters['q'] is not None and (len(filters['q']) > 200 or not storable(filters['q'])):
-        abort(400, 'Параметр "q" — не длиннее 200 символов и без символа NUL.')
-    return render_list(Movie.listing(newest=newest, **filters), functools.partial(Movie.page_of, newest=newest))
+def render_movies(status=None, page=None, **filters):
+    newest = status == 'new'
+    return render_list(Movie.listing(newest=newest, **filters), functools.partial(Movie.page_of, newest=newest),
+                       page)
 
 
 @app.get('/movies/<id:int>')
@@ -311,8 +367,7 @@ def movie(id):
 
 def movies_json(ids):
     """A JSON array of these movies, from the same cache entries as GET /movies/{id}."""
-    cache = setting('cache')
-    return b'[' + b','.join(cache.get((f'/movies/{id}', ''), functools.partial(render_movie, id))[0]
+    return b'[' + b','.join(cached((f'/movies/{id}', ()), functools.partial(render_movie, id))[0]
                             for id in ids) + b']'
 
 
@@ -320,7 +375,7 @@ def named_routes(model, plural):
     """The list and item routes of a catalogue table of names (genres, directors)."""
     @app.get(f'/{plural}')
     def listing():
-        return catalogue(lambda: render_list(model.select().order_by(model.id)))
+        return catalogue(lambda page=None: render_list(model.select().order_by(model.id), page=page))
 
     @app.get(f'/{plural}/<id:int>')
     def item(id):
@@ -505,9 +560,13 @@ def answer_ahead(environ):
     read of the signed-in user's own data, which needs no request or response object) for a good token.
     Anything else, a bad token or a database error included, goes on to Bottle, which answers it in full."""
     path = environ['PATH_INFO']
-    cached = setting('cache').peek(cache_key(environ))
-    if cached is not None:
-        return cached[0], cached[2]
+    try:
+        key = cache_key(environ)
+    except HTTPError:  # a bad parameter: Bottle answers 400
+        return None
+    found = setting('cache').peek(key) if key else None
+    if found is not None:
+        return found[0], found[2]
     route = fast_routes().get(path)
     if route is None:
         return None
@@ -614,6 +673,8 @@ def parse_args(argv):
                              'or IPv6 /64 per minute before 429 (60)')
     parser.add_argument('--cache-seconds', type=float, default=1.0,
                         help='how often each process checks for catalogue changes, s (1)')
+    parser.add_argument('--cache-mib', type=float, default=64,
+                        help='memory for cached catalogue answers, MiB; long lists are kept in files (64)')
     parser.add_argument('--trusted-proxy', help='address of a reverse proxy whose X-Forwarded-For to trust')
     parser.add_argument('--header-timeout', type=float, default=10.0,
                         help="seconds a client has to send a request's headers, counted from its first byte (10)")
@@ -637,7 +698,8 @@ def main(argv=None):
                   refresh_ttl=args.refresh_ttl, login_failures_per_email=args.login_failures_per_email,
                   login_failures_per_address=args.login_failures_per_address, login_window=args.login_window,
                   password_hashes_per_minute=args.password_hashes_per_minute,
-                  cache_seconds=args.cache_seconds, max_connections=args.threads + 2)
+                  cache_seconds=args.cache_seconds, max_connections=args.threads + 2,
+                  threads=args.threads, cache_bytes=int(args.cache_mib * MiB))
     except ValueError as err:
         sys.exit(f'moviesapi: {err}')
     if args.import_file:

@@ -1,55 +1,201 @@
 """The WSGI layers around the Bottle app: answers served ahead of Bottle (the catalogue response cache among them),
 headers every response gets, and a buffered access log."""
+import contextlib
 import hashlib
 import logging
+import os
+import tempfile
 import threading
 import time
+from collections import OrderedDict, namedtuple
 
 from models import catalogue_revision, connection
 
 
-class ResponseCache:
-    """Encoded catalogue answers, dropped when the catalogue revision changes (checked every check_every s).
-    An entry is (body, headers, the WSGI header list), so a hit can skip Bottle altogether."""
+MiB = 2**20
+BLOCK = 64 * 1024  # bytes per read when a body is sent from its file
+ENTRY_OVERHEAD = 1792  # bytes an entry costs beside its body and header text (tracemalloc: ~1.9 KB in all)
 
-    def __init__(self, check_every, max_entries=4096):
-        self.check_every, self.max_entries = check_every, max_entries
-        self.revision, self.entries, self.next_check = None, {}, 0.0
-        self.evicting = threading.Lock()  # two threads must not evict the same oldest entry
+
+class Busy(Exception):
+    """No worker can be spared for uncached work now: the client should try again in a moment."""
+
+
+class Workload:
+    """Uncached work may tie up at most `workers` worker threads at once, building or waiting for a build, so
+    that cheap requests always find one free; a request beyond them waits up to `admit_wait` s (a burst of short
+    renders soon makes room). Of those workers at most `renders` render at the same time (rendering is Python
+    work, which the GIL runs one thread at a time); the others wait up to `wait` s for their turn."""
+
+    def __init__(self, workers, renders, wait=1.0, admit_wait=0.05):
+        self.workers, self.renders = threading.BoundedSemaphore(workers), threading.BoundedSemaphore(renders)
+        self.wait, self.admit_wait = wait, admit_wait
+
+    @contextlib.contextmanager
+    def worker(self):
+        if not self.workers.acquire(timeout=self.admit_wait):
+            raise Busy
+        try:
+            yield
+        finally:
+            self.workers.release()
+
+    @contextlib.contextmanager
+    def render(self):
+        if not self.renders.acquire(timeout=self.wait):
+            raise Busy
+        try:
+            yield
+        finally:
+            self.renders.release()
+
+
+class Entry(namedtuple('Entry', 'body path size headers wsgi_headers')):
+    """A cached answer: its body in memory (bytes) or in a file (path), and its headers twice over: a dict for
+    Bottle and the WSGI list for answers served ahead of it."""
+
+    @property
+    def memory(self):
+        header_text = sum(len(name) + len(value) for name, value in self.headers.items())
+        return ENTRY_OVERHEAD + header_text + (len(self.body) if self.path is None else 0)
+
+    @property
+    def disk(self):
+        return 0 if self.path is None else self.size
+
+    def answer(self):
+        """(body, headers, WSGI headers); the body is the bytes, or the file opened for this response alone."""
+        return self.body if self.path is None else open(self.path, 'rb'), self.headers, self.wsgi_headers
+
+
+class ResponseCache:
+    """Encoded catalogue answers, all dropped when the catalogue revision changes (checked every check_every s),
+    the least recently used dropped to stay within `budget` bytes of memory and `disk_budget` bytes of files.
+    A body over budget/64 bytes is written to a file in a private directory and sent from there."""
+
+    def __init__(self, check_every, workload, budget=64 * MiB, disk_budget=1024 * MiB):
+        self.check_every, self.workload, self.budget, self.disk_budget = check_every, workload, budget, disk_budget
+        self.revision, self.next_check = None, 0.0
+        self.entries, self.memory, self.disk = OrderedDict(), 0, 0
+        self.building = {}  # key -> an Event set when its build ends
+        self.lock = threading.Lock()
+        self.directory = tempfile.TemporaryDirectory(prefix='moviesapi-cache-')  # mode 0700, removed at exit
 
     def current_revision(self):
         """The catalogue revision, re-read from the database at most every check_every seconds."""
         if time.monotonic() >= self.next_check:
             with connection():
                 revision = catalogue_revision()
-            if revision != self.revision:
-                self.revision, self.entries = revision, {}
+            with self.lock:
+                if revision != self.revision:
+                    self.revision = revision
+                    while self.entries:
+                        self.drop(next(iter(self.entries)))
             self.next_check = time.monotonic() + self.check_every
         return self.revision
 
     def peek(self, key):
+        """The cached answer for key, (body: bytes or an open file, headers, WSGI headers), or None."""
         self.current_revision()
-        return self.entries.get(key)
+        with self.lock:
+            return self.lookup(key)
 
     def get(self, key, render):
-        """The entry for key: cached, or from render() → (body, headers) with an ETag, kept unless streamed."""
-        revision = self.current_revision()
-        entries = self.entries  # a revision change meanwhile swaps in a new dict: never store stale answers
-        entry = entries.get(key)
+        """The answer for key: cached, or built from render() → (body or its chunks, headers), once however many
+        ask at the same time. Busy when no worker can be spared for the build, or it takes too long."""
+        return self.peek(key) or self.build_once(key, render)
+
+    def lookup(self, key):
+        entry = self.entries.get(key)
         if entry is None:
-            body, headers = render()
-            digest = hashlib.blake2b(repr(key).encode(), digest_size=8).hexdigest()
-            headers = {**headers, 'ETag': f'"{revision[:16]}{digest}"', 'Cache-Control': 'public, no-cache',
-                       'Content-Type': 'application/json'}
-            if not isinstance(body, bytes):
-                return body, headers, None
-            entry = body, headers, [(name.title(), value)  # the same spelling as Bottle's
-                                    for name, value in {**headers, 'Content-Length': str(len(body))}.items()]
-            with self.evicting:
-                if len(entries) >= self.max_entries:
-                    del entries[next(iter(entries))]  # the oldest
-                entries[key] = entry
-        return entry
+            return None
+        self.entries.move_to_end(key)
+        return entry.answer()
+
+    def build_once(self, key, render):
+        with self.workload.worker():
+            deadline = time.monotonic() + self.workload.wait
+            while True:
+                with self.lock:
+                    answer = self.lookup(key)
+                    building = self.building.get(key) if answer is None else None
+                    if answer is None and building is None:
+                        self.building[key] = done = threading.Event()
+                if answer is not None:
+                    return answer
+                if building is None:
+                    break
+                if not building.wait(deadline - time.monotonic()):
+                    raise Busy
+            try:
+                with self.workload.render():
+                    return self.build(key, render)
+            finally:
+                with self.lock:
+                    del self.building[key]
+                done.set()
+
+    def build(self, key, render):
+        revision = self.revision
+        body, headers = render()
+        digest = hashlib.blake2b(repr(key).encode(), digest_size=8).hexdigest()
+        headers = {**headers, 'ETag': f'"{revision[:16]}{digest}"', 'Cache-Control': 'public, no-cache',
+                   'Content-Type': 'application/json'}
+        entry = self.store([body] if isinstance(body, bytes) else body, headers)
+        with self.lock:
+            answer = entry.answer()  # opened before a file that is not kept is deleted
+            if revision != self.revision or not self.keep(key, entry):  # never keep a stale answer
+                self.remove_file(entry)
+        return answer
+
+    def store(self, chunks, headers):
+        """An Entry of these chunks: bytes while they fit in budget/64, else a file written chunk by chunk."""
+        held, size = [], 0
+        chunks = iter(chunks)
+        for chunk in chunks:
+            held.append(chunk)
+            size += len(chunk)
+            if size > self.budget // 64:
+                descriptor, path = tempfile.mkstemp(dir=self.directory.name)
+                try:
+                    with open(descriptor, 'wb') as file:
+                        file.writelines(held)
+                        for chunk in chunks:
+                            file.write(chunk)
+                            size += len(chunk)
+                except BaseException:  # a failed render leaves no file behind
+                    os.unlink(path)
+                    raise
+                return self.entry(None, path, size, headers)
+        return self.entry(b''.join(held), None, size, headers)
+
+    @staticmethod
+    def entry(body, path, size, headers):
+        headers = {**headers, 'Content-Length': str(size)}
+        return Entry(body, path, size, headers, [(name.title(), value)  # the same spelling as Bottle's
+                                                 for name, value in headers.items()])
+
+    def keep(self, key, entry):
+        """Store entry, dropping the least recently used to make room; False if it alone exceeds a budget."""
+        if entry.memory > self.budget or entry.disk > self.disk_budget:
+            return False
+        if key in self.entries:
+            self.drop(key)
+        self.entries[key] = entry
+        self.memory, self.disk = self.memory + entry.memory, self.disk + entry.disk
+        while self.memory > self.budget or self.disk > self.disk_budget:
+            self.drop(next(iter(self.entries)))
+        return True
+
+    def drop(self, key):
+        entry = self.entries.pop(key)
+        self.memory, self.disk = self.memory - entry.memory, self.disk - entry.disk
+        self.remove_file(entry)
+
+    @staticmethod
+    def remove_file(entry):
+        if entry.path is not None:
+            os.unlink(entry.path)  # a response still sending it keeps its open file
 
 
 def serve_ahead(wsgi_app, answer):
@@ -64,9 +210,24 @@ def serve_ahead(wsgi_app, answer):
             found = answer(environ)
             if found is not None:
                 start_response('200 OK', found[1])
-                return [found[0]]
+                return wsgi_body(found[0], environ)
         return wsgi_app(environ, start_response)
     return serve
+
+
+def wsgi_body(body, environ):
+    """A WSGI body for bytes or an open file. Waitress's file wrapper hands the file to its I/O thread, which
+    sends it while the worker takes the next request; without one (WebTest) the file is read block by block."""
+    if isinstance(body, bytes):
+        return [body]
+    wrapper = environ.get('wsgi.file_wrapper')
+    return wrapper(body, BLOCK) if wrapper else file_blocks(body)
+
+
+def file_blocks(file):
+    with file:
+        while block := file.read(BLOCK):
+            yield block
 
 
 # Pages load scripts, styles and data from this site only, and the posters' thumbnails from YouTube; no site may
