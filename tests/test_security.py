@@ -52,7 +52,7 @@ def test_a_key_file_others_could_know_is_refused(tmp_path, how):
     plant(key_file, how)
     result = load_key_with_the_command_line(tmp_path / 'movies.db', tmp_path)
     assert result.returncode == 1
-    assert result.stderr.startswith(f'moviesapi: ') and 'key file' in result.stderr
+    assert result.stderr.startswith('moviesapi: ') and 'key file' in result.stderr
     assert str(key_file) in result.stderr and 'Traceback' not in result.stderr
 
 
