@@ -3,6 +3,7 @@
 
     python bench.py                     # seed data (about 2 minutes)
     python bench.py --movies 100000     # seed data, then a synthetic 100,000-movie catalogue
+    python bench.py --nginx             # the proxy hop: direct vs through deploy/nginx.conf to 1 and 2 instances
 
 Starts `moviesapi.py` on loopback, loads it with wrk (Debian's package) or, without wrk, a small
 threaded Python client, and reads the server's CPU time from /proc/<pid>/stat. Each figure is the
@@ -651,6 +652,89 @@ def report_starvation(args, tmp, db, clients=8):
     print(f'  meanwhile (whole run): {done}')
 
 
+def process_cpu_seconds(pid):
+    """utime + stime of one process, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+class NginxProxy:
+    """deploy/nginx.conf in the foreground, its listen port and upstream servers replaced."""
+
+    def __init__(self, tmp, name, upstream_ports):
+        self.dir, self.port = os.path.join(tmp, name), free_port()
+        for sub in ('logs', 'temp'):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        with open(os.path.join(HERE, 'deploy', 'nginx.conf')) as f:
+            conf = f.read().replace('listen 127.0.0.1:8080;', f'listen 127.0.0.1:{self.port};')
+        servers = ''.join(f'        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;\n' for port in upstream_ports)
+        conf = re.sub(r'(        server 127\.0\.0\.1:2500\d .*;\n)+', servers, conf)
+        with open(os.path.join(self.dir, 'nginx.conf'), 'w') as f:
+            f.write(conf)
+        self.proc = subprocess.Popen(['nginx', '-e', 'stderr', '-p', self.dir, '-c', 'nginx.conf', '-g', 'daemon off;'],
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while fetch_status(self.port, '/health') != 200:
+            if time.monotonic() > deadline:
+                sys.exit('nginx did not start')
+            time.sleep(0.1)
+
+    def cpu_seconds(self):
+        with open(f'/proc/{self.proc.pid}/task/{self.proc.pid}/children') as f:
+            workers = f.read().split()
+        return sum(process_cpu_seconds(pid) for pid in [self.proc.pid, *workers])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGQUIT)
+        self.proc.wait(10)
+
+
+def fetch_status(port, path):
+    try:
+        return fetch(port, 'GET', path)[0]
+    except OSError:
+        return None
+
+
+def bench_nginx(args, tmp):
+    """The proxy hop's cost: CPU per request of the app and of nginx, direct and through nginx to 1 and 2
+    instances (the same SQLite file and secret, --trusted-proxy 127.0.0.1)."""
+    first, ids = start_server(args, tmp, None)
+    first.stop()
+    first.argv += ['--trusted-proxy', '127.0.0.1']
+    second = Server(list(first.argv), first.env, os.path.join(tmp, 'server-second.log'))
+    first.start(), second.start()
+    creds, token = make_user(first.port, ids)
+    routes = [Route('/movies/?page=1', ['/movies/?page=1']), Route('/user/', ['/user/'], token=token)]
+    setups = [('direct, 1 instance', first.port, [first], None),
+              ('nginx, 1 instance', None, [first], NginxProxy(tmp, 'nginx1', [first.port])),
+              ('nginx, 2 instances', None, [first, second], NginxProxy(tmp, 'nginx2', [first.port, second.port]))]
+    load = run_wrk if args.wrk else run_python_client
+    print(f'\n== the proxy hop: {args.rounds} rounds × {args.duration} s, {args.connections} connections')
+    print(f'{"route":<18} {"setup":<20} {"req/s":>8} {"p50 ms":>8} {"app CPU-s/1k":>13} {"nginx CPU-s/1k":>15} '
+          f'{"total ×direct":>14}')
+    for route in routes:
+        direct = None
+        for name, port, apps, proxy in setups:
+            runs = []
+            for _ in range(args.rounds):
+                for app in apps:
+                    app.wait_idle()
+                app_cpu, proxy_cpu = sum(a.cpu_seconds() for a in apps), proxy.cpu_seconds() if proxy else 0
+                r = load(port or proxy.port, route, args.duration, args.connections, tmp)
+                r['app'] = (sum(a.cpu_seconds() for a in apps) - app_cpu) / r['requests'] * 1000
+                r['nginx'] = ((proxy.cpu_seconds() - proxy_cpu) / r['requests'] * 1000) if proxy else 0.0
+                runs.append(r)
+            m = {k: statistics.median(r[k] for r in runs) for k in ('rps', 'p50', 'app', 'nginx')}
+            direct = direct or m['app']
+            print(f'{route.name:<18} {name:<20} {m["rps"]:8.0f} {m["p50"]:8.2f} {m["app"]:13.3f} {m["nginx"]:15.3f} '
+                  f'{(m["app"] + m["nginx"]) / direct:14.2f}')
+    for _, _, _, proxy in setups:
+        if proxy:
+            proxy.stop()
+
+
 def print_machine(args):
     with open('/proc/cpuinfo') as f:
         model = re.search(r'model name\s*:\s*(.*)', f.read()).group(1)
@@ -667,6 +751,8 @@ def main():
     parser.add_argument('--duration', type=int, default=3, help='seconds per measurement')
     parser.add_argument('--rounds', type=int, default=3, help='measurements per route (median reported)')
     parser.add_argument('--connections', type=int, default=8)
+    parser.add_argument('--nginx', action='store_true',
+                        help='only the proxy hop: direct vs deploy/nginx.conf with 1 and 2 instances')
     parser.add_argument('--python-client', action='store_true', help='use the bundled client even with wrk')
     parser.add_argument('--search', action='store_true', help='only the title search scenario (--movies, default 100000)')
     parser.add_argument('--ceiling-server', nargs=2, metavar=('PORT', 'RESPONSE_FILE'), help=argparse.SUPPRESS)
@@ -679,6 +765,8 @@ def main():
         try:
             if args.search:
                 return bench_search(args, tmp)
+            if args.nginx:
+                return bench_nginx(args, tmp)
             seed = run_phase(args, tmp)
             if args.movies:
                 run_phase(args, tmp, args.movies, seed['/movies/?page=1'])
