@@ -235,6 +235,33 @@ def test_refresh_rejects_mismatched_or_wrong_typed_tokens(app, make_user):
     app.put_json('/auth/login', {'refresh_token': forge(claims_for(1, 'refresh', ttl=-10))}, status=401)
 
 
+# --- Caching ------------------------------------------------------------------------------------------
+
+def test_answers_with_tokens_or_private_data_are_never_stored(app, user):
+    auth = {'headers': user['headers']}
+    answers = {
+        'register': app.post_json('/auth/register', {'email': 'new@x.com', 'password': 'password1'}, status=201),
+        'login': app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=200),
+        'refresh': app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=200),
+        'profile, served ahead of Bottle': app.get('/user/', **auth, status=200),
+        'profile through Bottle': app.head('/user/', **auth, status=200),
+        'profile change': app.patch_json('/user/', {'name': 'Анна'}, **auth, status=200),
+        'bookmark': app.post_json('/favorites/movies/1', **auth, status=201),
+        'favourites, served ahead of Bottle': app.get('/favorites/movies/', **auth, status=200),
+        'favourites through Bottle': app.head('/favorites/movies/', **auth, status=200),
+        'bookmark removal': app.delete('/favorites/movies/1', **auth, status=204),
+        'password change': app.put_json('/user/password', {'password_1': user['password'],
+                                                           'password_2': 'another password'}, **auth, status=204),
+    }
+    assert {what: res.headers.get('Cache-Control') for what, res in answers.items()} == dict.fromkeys(answers,
+                                                                                                     'no-store')
+
+
+@pytest.mark.parametrize('path', ['/movies/', '/movies/1', '/genres/', '/directors/2'])
+def test_public_catalogue_answers_stay_cacheable(app, path):
+    assert app.get(path, headers={'Authorization': 'Bearer undefined'}).headers['Cache-Control'] == 'public, no-cache'
+
+
 # --- Throttling --------------------------------------------------------------------------------------
 
 def test_five_failures_lock_the_email_even_for_the_right_password(app, user):
