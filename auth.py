@@ -12,7 +12,6 @@ import unicodedata
 
 import jwt
 from bottle import HTTPError, request
-
 from peewee import PostgresqlDatabase
 
 from models import MAX_ID, LoginFailure, RefreshToken, User, db, now

@@ -1,12 +1,15 @@
 """Load test: 32 clients against real Waitress servers, nothing lost, nothing duplicated.
 
-Each client registers, logs in, then for about 20 seconds (and at most a fixed number of
+The servers hash passwords at the production work factor. The clients are released together: each registers,
+logs in, then for about 20 seconds (and at most a fixed number of
 requests) adds and removes favourites in its own known pattern, reads the catalogue and
 rotates its token pair. Only that client touches its favourites, so the acknowledged
 answers say exactly what the server must hold at any moment; the test checks that on
 the way and at the end. Two server processes share the database, as instances behind a
 load balancer would, and every client switches between them each round: a token pair
-rotated by one process is used on the other. Figures are printed even without `pytest -s`.
+rotated by one process is used on the other. Meanwhile an existing user logs in and
+bookmarks a movie, and must be answered within BYSTANDER_SECONDS. Figures are printed
+even without `pytest -s`.
 
 Tuning (environment): MOVIESAPI_LOAD_SECONDS (20), MOVIESAPI_LOAD_CLIENTS (32),
 MOVIESAPI_LOAD_MAX_REQUESTS (per client, 750), MOVIESAPI_LOAD_PROCESSES (2),
@@ -17,6 +20,7 @@ import http.client
 import json
 import os
 import statistics
+import threading
 import time
 import urllib.parse
 import uuid
@@ -27,6 +31,7 @@ MAX_REQUESTS = int(os.environ.get('MOVIESAPI_LOAD_MAX_REQUESTS', 750))
 PROCESSES = int(os.environ.get('MOVIESAPI_LOAD_PROCESSES', 2))
 SERVER_THREADS = int(os.environ.get('MOVIESAPI_LOAD_THREADS', 16))
 MOVIES = 20  # rows in seed.sql
+BYSTANDER_SECONDS = 10  # for a login and a bookmark while 32 clients sign up; a login is one 600k-round hash
 
 
 class Client:
@@ -141,11 +146,13 @@ class User:
             self.refresh()
 
 
-def run_user(urls, number, deadline):
-    """Sign up, then play rounds until the deadline or the request budget; returns the User."""
+def run_user(urls, number, deadline, start):
+    """Once `start` releases every client, sign up, then play rounds until the deadline or the request budget;
+    returns the User."""
     client = Client(urls)
     user = User(client, number)
     try:
+        start.wait()
         user.sign_up()
         round_ = 0
         while user.pair and time.monotonic() < deadline and len(client.statuses) < MAX_REQUESTS:
@@ -159,6 +166,30 @@ def run_user(urls, number, deadline):
     return user
 
 
+def bystander(url, credentials, start):
+    """An existing user logs in and bookmarks a movie once `start` releases the sign-ups; returns its Client."""
+    client = Client([url])
+    try:
+        start.wait()
+        status, pair = client.call('POST', '/auth/login', credentials)
+        if status == 200:
+            client.call('POST', '/favorites/movies/3', token=pair['access_token'], expect=(201,))
+    finally:
+        client.close()
+    return client
+
+
+def existing_user(url):
+    """Register a user before the load starts; returns its credentials."""
+    credentials = {'email': f'bystander-{uuid.uuid4().hex[:8]}@example.test', 'password': 'bystander-password'}
+    client = Client([url])
+    try:
+        assert client.call('POST', '/auth/register', credentials, expect=(201,))[0] == 201
+    finally:
+        client.close()
+    return credentials
+
+
 def final_favorites(url, user):
     """The user's saved movie ids as the server lists them now (or the error answer)."""
     client = Client([url])
@@ -170,17 +201,21 @@ def final_favorites(url, user):
 
 
 def test_load_32_clients_nothing_lost(server_factory, capsys):
-    first = server_factory(args=('--threads', str(SERVER_THREADS)))
-    servers = [first] + [server_factory(db=first.db, args=('--threads', str(SERVER_THREADS)),
+    first = server_factory(args=('--threads', str(SERVER_THREADS)), production_cost=True)
+    servers = [first] + [server_factory(db=first.db, args=('--threads', str(SERVER_THREADS)), production_cost=True,
                                         env={'MOVIESAPI_SECRET': first.env['MOVIESAPI_SECRET']})
                          for _ in range(PROCESSES - 1)]
     urls = [server.url for server in servers]
     engine = 'postgresql' if str(first.db).startswith('postgres') else 'sqlite'
+    credentials = existing_user(urls[0])
 
+    start = threading.Barrier(CLIENTS + 1)
     started = time.monotonic()
     deadline = started + SECONDS
-    with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
-        users = list(pool.map(lambda n: run_user(urls, n, deadline), range(CLIENTS)))
+    with concurrent.futures.ThreadPoolExecutor(CLIENTS + 1) as pool:
+        watched = pool.submit(bystander, urls[0], credentials, start)
+        users = list(pool.map(lambda n: run_user(urls, n, deadline, start), range(CLIENTS)))
+        watched = watched.result()
     duration = time.monotonic() - started
 
     statuses = [s for user in users for s in user.client.statuses]
@@ -203,8 +238,10 @@ def test_load_32_clients_nothing_lost(server_factory, capsys):
               f'latency p50 {statistics.median(latencies) * 1000:.0f} ms, '
               f'p95 {latencies[int(len(latencies) * 0.95)] * 1000:.0f} ms, '
               f'max {latencies[-1] * 1000:.0f} ms; '
-              f'favourites checked mid-run {sum(user.checks for user in users)} times')
+              f'favourites checked mid-run {sum(user.checks for user in users)} times; '
+              f'bystander: {", ".join(f"{s} in {t:.2f} s" for s, t in zip(watched.statuses, watched.latencies))}')
 
+    assert watched.statuses == [200, 201] and sum(watched.latencies) < BYSTANDER_SECONDS, watched.unexpected
     assert not errors, errors[:5]
     assert not server_errors, [u for u in unexpected if isinstance(u[2], int) and u[2] >= 500][:5]
     assert not unexpected, unexpected[:5]
