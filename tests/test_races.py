@@ -174,5 +174,6 @@ def test_same_refresh_token_presented_at_once_yields_one_pair_and_revokes_the_fa
                    for status, body in answers)
         new_pair = answers[statuses.index(200)][1]
         assert request(server.url, 'PUT', '/auth/login', new_pair)[0] == 401  # revoked by the reuse
-    report(capsys, server, f'{rounds} bursts of {N} refreshes with one token'
-                           f'{", test hashing" if many_rounds else ""}', f'statuses {dict(statuses_seen)} in {time.monotonic() - started:.1f} s')
+    hashing = ', test hashing' if many_rounds else ''
+    report(capsys, server, f'{rounds} bursts of {N} refreshes with one token{hashing}',
+           f'statuses {dict(statuses_seen)} in {time.monotonic() - started:.1f} s')
