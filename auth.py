@@ -5,19 +5,23 @@ import functools
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 import unicodedata
 
 import jwt
 from bottle import HTTPError, request
+from peewee import PostgresqlDatabase
 
-from models import RefreshToken, User, db, now
+from models import MAX_ID, RefreshToken, User, db, now
 
 # OWASP's current PBKDF2-HMAC-SHA256 work factor; tests lower it through the environment.
-HASH_ITERATIONS = int(os.environ.get('MOVIESAPI_HASH_ITERATIONS', 600_000))
+PRODUCTION_HASH_ITERATIONS = 600_000
+HASH_ITERATIONS = int(os.environ.get('MOVIESAPI_HASH_ITERATIONS', PRODUCTION_HASH_ITERATIONS))
 ALGORITHM = 'HS256'
 LEEWAY = 10  # seconds of clock skew between the servers that issue and check tokens
+USER_ID = re.compile(r'[1-9][0-9]{0,9}')  # ASCII only: int() also reads '١' as 1
 
 
 # --- Passwords ---------------------------------------------------------------------------------------
@@ -77,9 +81,10 @@ def unauthorized(message, error='invalid_token'):
 class Tokens:
     """Issues, verifies and rotates HS256 access and refresh tokens."""
 
-    def __init__(self, secret, access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600, remember=10_000):
+    def __init__(self, secret, access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600, remember=10_000, sessions=20):
         self.secret, self.access_ttl, self.refresh_ttl = secret, access_ttl, refresh_ttl
         self.verified, self.remember = {}, remember  # token → claims: each signature is checked once
+        self.sessions = sessions  # live refresh tokens per user; a new one beyond that revokes the oldest
 
     def _encode(self, user, kind, ttl, jti):
         issued = int(time.time())
@@ -89,10 +94,21 @@ class Tokens:
 
     def issue_pair(self, user):
         """A new access token and a new single-use refresh token for the user."""
+        with db.atomic():
+            lock_tokens_of(user)
+            return self._new_pair(user)
+
+    def _new_pair(self, user):
+        """Store a new refresh token, keeping the user's newest `sessions` ones, and encode the pair."""
         jti = secrets.token_urlsafe(16)
-        RefreshToken.delete().where(RefreshToken.user == user, RefreshToken.expires_at < now()).execute()
-        RefreshToken.create(jti=jti, user=user,
-                            expires_at=now() + datetime.timedelta(seconds=self.refresh_ttl))
+        RefreshToken.create(jti=jti, user=user, expires_at=now() + datetime.timedelta(seconds=self.refresh_ttl))
+        newest = (RefreshToken
+                  .select(RefreshToken.jti)
+                  .where(RefreshToken.user == user,
+                         RefreshToken.expires_at > now() - datetime.timedelta(seconds=LEEWAY))  # as verify() does
+                  .order_by(RefreshToken.expires_at.desc())
+                  .limit(self.sessions))
+        RefreshToken.delete().where(RefreshToken.user == user, RefreshToken.jti.not_in(newest)).execute()
         return {'access_token': self._encode(user, 'access', self.access_ttl, secrets.token_urlsafe(16)),
                 'refresh_token': self._encode(user, 'refresh', self.refresh_ttl, jti)}
 
@@ -116,8 +132,10 @@ class Tokens:
         version, subject, expires = claims.get('ver'), claims['sub'], claims['exp']
         if type(expires) is not int or verify_exp and expires < time.time() - LEEWAY:
             raise unauthorized('Токен недействителен или истёк.')
-        if claims.get('type') != kind or type(version) is not int or not subject.isdigit():
+        if claims.get('type') != kind or type(version) is not int:
             raise unauthorized(f'Нужен токен типа "{kind}".')
+        if not USER_ID.fullmatch(subject) or int(subject) > MAX_ID:
+            raise unauthorized('Токен недействителен или истёк.')
         user = User.by_id(int(subject))
         if user is None or user.token_version != version:
             raise unauthorized('Токен отозван.')
@@ -129,12 +147,11 @@ class Tokens:
         if access_token and self.verify(access_token, 'access', verify_exp=False)[0].id != user.id:
             raise unauthorized('Токены принадлежат разным пользователям.')
         with db.atomic():
-            spent = (RefreshToken
-                     .update(used=True)
-                     .where(RefreshToken.jti == claims['jti'], RefreshToken.used == False)  # noqa: E712
-                     .execute())
-            if spent:
-                return self.issue_pair(user)
+            lock_tokens_of(user)
+            # A used token's row is deleted, not kept: a valid token without a row was used before (or revoked as
+            # the oldest session), so reuse is still caught while a user never has more than `sessions` rows.
+            if RefreshToken.delete().where(RefreshToken.jti == claims['jti'], ~RefreshToken.used).execute():
+                return self._new_pair(user)
             RefreshToken.delete().where(RefreshToken.user == user).execute()
         raise unauthorized('Этот refresh-токен уже использован; войдите заново.')
 
@@ -143,6 +160,14 @@ class Tokens:
         """Invalidate every access and refresh token issued to the user so far."""
         User.update(token_version=User.token_version + 1).where(User.id == user.id).execute()
         RefreshToken.delete().where(RefreshToken.user == user).execute()
+
+
+def lock_tokens_of(user):
+    """Make the transaction's token writes for this user wait for any other's. On PostgreSQL that is a lock on the
+    user's row, taken first: two requests deleting the same token rows in different orders would deadlock.
+    SQLite's IMMEDIATE transactions already take the one write lock first."""
+    if isinstance(db.obj, PostgresqlDatabase):
+        User.select(User.id).where(User.id == user.id).for_update('FOR NO KEY UPDATE').execute()
 
 
 # --- The plugin --------------------------------------------------------------------------------------

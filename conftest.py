@@ -15,6 +15,7 @@ import pytest
 os.environ.setdefault('MOVIESAPI_HASH_ITERATIONS', '1000')  # production cost is 600,000; tests need speed
 
 import moviesapi  # noqa: E402  (after the hashing cost is set)
+from auth import PRODUCTION_HASH_ITERATIONS  # noqa: E402
 from models import close_database  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,10 +114,13 @@ def free_port():
 
 @pytest.fixture
 def server_factory(database_url, tmp_path):
-    """Make LiveServers (started) on this test's database; all are stopped at teardown."""
+    """Make LiveServers (started) on this test's database; all are stopped at teardown. Tests of concurrency pass
+    production_cost=True: a cheap password hash would hide the locks and CPU that real logins hold."""
     servers = []
 
-    def make(db=None, args=(), env=None, start=True):
+    def make(db=None, args=(), env=None, start=True, production_cost=False):
+        if production_cost:
+            env = {**(env or {}), 'MOVIESAPI_HASH_ITERATIONS': str(PRODUCTION_HASH_ITERATIONS)}
         server = LiveServer(db or database_url, args, env, str(tmp_path / f'server{len(servers)}.log'))
         servers.append(server)
         return server.start() if start else server

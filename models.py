@@ -262,11 +262,11 @@ def _joined_favorite_ids(user_id):
 
 
 class RefreshToken(BaseModel):
-    """Every refresh token issued: used once, then kept until expiry to detect its reuse."""
+    """A live refresh token: its row is deleted when it is used, revoked or expired (auth.Tokens)."""
     jti = CharField(primary_key=True)
     user = ForeignKeyField(User, on_delete='CASCADE')
     expires_at = DateTimeField()
-    used = BooleanField(default=False)
+    used = BooleanField(default=False)  # set by earlier versions, which kept a used token's row: such a row is spent
 
 
 class Attempt(BaseModel):

@@ -100,6 +100,24 @@ def json_output(callback):
     return encode
 
 
+PRIVATE = ('Cache-Control', 'no-store')  # tokens and a user's own data: no cache or browser may keep them
+
+
+class PrivateAnswers:
+    """Plugin: answers of routes declared auth=True or private=True carry Cache-Control: no-store."""
+    name, api = 'private', 2
+
+    def apply(self, callback, route):
+        if not (route.config.get('auth') or route.config.get('private')):
+            return callback
+
+        @functools.wraps(callback)
+        def not_stored(*args, **kwargs):
+            response.set_header(*PRIVATE)
+            return callback(*args, **kwargs)
+        return not_stored
+
+
 def json_body():
     """The request's JSON object; 400 unless one was sent as application/json, 413 over 64 KiB."""
     if request.content_type.split(';')[0].strip().lower() != 'application/json':
@@ -343,6 +361,7 @@ def json_error(error):
 
 app.default_error_handler = json_error
 app.install(json_output)
+app.install(PrivateAnswers())
 
 
 # --- Catalogue ---------------------------------------------------------------------------------------
@@ -388,7 +407,7 @@ named_routes(Director, 'directors')
 
 # --- Accounts ----------------------------------------------------------------------------------------
 
-@app.post('/auth/register')
+@app.post('/auth/register', private=True)
 def register():
     """Create an account: 201 with the user; 400 for a bad email or password; 409 if the email is taken."""
     body = json_body()
@@ -404,7 +423,7 @@ def register():
     return user.to_json()
 
 
-@app.post('/auth/login')
+@app.post('/auth/login', private=True)
 def login():
     """Trade an email and password for a token pair and a device cookie; 401 for bad credentials, 429 when
     throttled."""
@@ -420,7 +439,7 @@ def login():
     return setting('tokens').issue_pair(user)
 
 
-@app.put('/auth/login')
+@app.put('/auth/login', private=True)
 def refresh():
     """Trade a refresh token (and optionally the old access token) for a new pair."""
     body = json_body()
@@ -557,7 +576,8 @@ def web_ui(page=None):
 
 def answer_ahead(environ):
     """A GET's answer without Bottle, or None: a cached catalogue answer, or a route declared fast=True (a hot
-    read of the signed-in user's own data, which needs no request or response object) for a good token.
+    read of the signed-in user's own data, which needs no request or response object) for a good token, sent
+    with no-store like every auth=True answer.
     Anything else, a bad token or a database error included, goes on to Bottle, which answers it in full."""
     path = environ['PATH_INFO']
     try:
@@ -579,7 +599,7 @@ def answer_ahead(environ):
         log.exception('%s failed ahead of Bottle; Bottle tries again', path)
         return None
     body = as_json(result)
-    return body, [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))]
+    return body, [('Content-Type', 'application/json'), ('Content-Length', str(len(body))), PRIVATE]
 
 
 @functools.cache

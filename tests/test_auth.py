@@ -145,6 +145,17 @@ def test_token_attacks_get_401(app, user, attack):
     assert res.json['message'] and 'invalid_token' in res.headers['WWW-Authenticate']
 
 
+@pytest.mark.parametrize('subject', ['١', '²', '٣', '0', '01', '+1', ' 1', '1 ', '-1', '1.0', '1e3', '',
+                                     str(2**31), '9' * 10, '9' * 11, '1' * 400])
+def test_a_subject_that_is_not_a_plain_user_id_gets_401(app, user, subject):
+    """Signed with the real key: only ASCII digits, no leading zero, within the id column, name a user."""
+    assert app.get('/user/', headers=user['headers']).json['id'] == 1  # so '١' (Arabic-Indic one) would be them
+    for kind, request in (('access', lambda token: app.get('/user/', headers=bearer(token), status=401)),
+                          ('refresh', lambda token: app.put_json('/auth/login', {'refresh_token': token}, status=401))):
+        res = request(forge(claims_for(1, kind, sub=subject)))
+        assert res.json['message'] and 'invalid_token' in res.headers['WWW-Authenticate']
+
+
 def test_a_forged_but_valid_token_is_accepted_so_the_attacks_above_prove_something(app, user):
     user_id = app.get('/user/', headers=user['headers']).json['id']
     assert app.get('/user/', headers=bearer(forge(claims_for(user_id))), status=200).json['id'] == user_id
@@ -182,6 +193,32 @@ def test_reusing_a_refresh_token_revokes_the_whole_family(app, user):
     assert RefreshToken.select().count() == 0
 
 
+def test_a_user_keeps_at_most_20_refresh_tokens_and_the_oldest_go_first(app, user):
+    sessions = [user] + [app.post_json('/auth/login', {'email': user['email'], 'password': user['password']},
+                                       status=200).json for _ in range(39)]  # within the hashing budget
+    newest = {jwt.decode(session['refresh_token'], options={'verify_signature': False})['jti']
+              for session in sessions[-20:]}
+    assert {row.jti for row in RefreshToken.select()} == newest
+    app.put_json('/auth/login', {'refresh_token': sessions[-1]['refresh_token']}, status=200)
+    app.put_json('/auth/login', {'refresh_token': sessions[0]['refresh_token']}, status=401)
+
+
+def test_rotating_hundreds_of_times_leaves_one_row_and_reuse_is_still_caught(app, user):
+    pair, spent = user, []
+    for _ in range(300):
+        spent.append(pair)
+        pair = app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=200).json
+    assert RefreshToken.select().count() == 1
+    app.put_json('/auth/login', {'refresh_token': spent[0]['refresh_token']}, status=401)  # the oldest, reused
+    app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=401)  # so the family is revoked
+    assert RefreshToken.select().count() == 0
+
+
+def test_a_row_of_a_token_used_before_this_version_is_spent(app, user):
+    RefreshToken.update(used=True).execute()  # as earlier versions marked a used token's row
+    app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=401)
+
+
 def test_refresh_accepts_an_expired_access_token_of_the_same_user(app, user):
     user_id = app.get('/user/', headers=user['headers']).json['id']
     expired = forge(claims_for(user_id, ttl=-3600))
@@ -196,3 +233,30 @@ def test_refresh_rejects_mismatched_or_wrong_typed_tokens(app, make_user):
     app.put_json('/auth/login', {'refresh_token': 'garbage'}, status=401)
     app.put_json('/auth/login', {'access_token': alice['access_token']}, status=400)
     app.put_json('/auth/login', {'refresh_token': forge(claims_for(1, 'refresh', ttl=-10))}, status=401)
+
+
+# --- Caching ------------------------------------------------------------------------------------------
+
+def test_answers_with_tokens_or_private_data_are_never_stored(app, user):
+    auth = {'headers': user['headers']}
+    answers = {
+        'register': app.post_json('/auth/register', {'email': 'new@x.com', 'password': 'password1'}, status=201),
+        'login': app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=200),
+        'refresh': app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=200),
+        'profile, served ahead of Bottle': app.get('/user/', **auth, status=200),
+        'profile through Bottle': app.head('/user/', **auth, status=200),
+        'profile change': app.patch_json('/user/', {'name': 'Анна'}, **auth, status=200),
+        'bookmark': app.post_json('/favorites/movies/1', **auth, status=201),
+        'favourites, served ahead of Bottle': app.get('/favorites/movies/', **auth, status=200),
+        'favourites through Bottle': app.head('/favorites/movies/', **auth, status=200),
+        'bookmark removal': app.delete('/favorites/movies/1', **auth, status=204),
+        'password change': app.put_json('/user/password', {'password_1': user['password'],
+                                                           'password_2': 'another password'}, **auth, status=204),
+    }
+    assert {what: res.headers.get('Cache-Control') for what, res in answers.items()} == dict.fromkeys(answers,
+                                                                                                     'no-store')
+
+
+@pytest.mark.parametrize('path', ['/movies/', '/movies/1', '/genres/', '/directors/2'])
+def test_public_catalogue_answers_stay_cacheable(app, path):
+    assert app.get(path, headers={'Authorization': 'Bearer undefined'}).headers['Cache-Control'] == 'public, no-cache'
