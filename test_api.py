@@ -251,7 +251,8 @@ def test_starting_twice_does_not_seed_twice(app, database_url):
 def test_a_list_longer_than_one_batch_comes_whole_and_in_order(app):
     from models import Movie, bump_catalogue_revision
     import moviesapi
-    extra = moviesapi.BATCH_SIZE * 2 + 7
+    from catalogue_cache import BATCH_SIZE
+    extra = BATCH_SIZE * 2 + 7
     Movie.insert_many([{'title': f'Фильм {n}', 'year': 2000 + n % 20, 'rating': 5.0, 'genre': 1 + n % 18,
                         'director': 1 + n % 20} for n in range(extra)]).execute()
     bump_catalogue_revision()
