@@ -1,8 +1,10 @@
-"""JSON as this API sends it, and its errors: the API's own carry their message; any other (Bottle's router,
-static files, crashes, Waitress) gets the stock message of its status. Every error is JSON {"message", "status"}."""
+"""JSON in and out: the encoding, the plugins that send a route's data, and the errors. The API's own errors
+carry their message; any other (Bottle's router, static files, crashes, Waitress) gets the stock message of its
+status. Every error is JSON {"message", "status"}."""
+import functools
 import json
 
-from bottle import HTTPError
+from bottle import HTTPError, response
 
 MESSAGES = {400: 'Некорректный запрос.', 403: 'Доступ запрещён.', 404: 'Такого адреса нет.',
             405: 'Этот метод здесь не поддерживается.', 413: 'Тело запроса слишком большое.',
@@ -53,3 +55,32 @@ def storable(value):
     except UnicodeEncodeError:
         return False
     return '\x00' not in value
+
+
+# --- Plugins ---------------------------------------------------------------------------------------
+
+def json_output(callback):
+    """Plugin: a route's dict, list or bytes become a JSON response (Bottle's own plugin refuses lists)."""
+    @functools.wraps(callback)
+    def encoded(*args, **kwargs):
+        result = callback(*args, **kwargs)
+        if isinstance(result, (dict, list, bytes)):
+            response.content_type = 'application/json'
+            return encode(result)
+        return result
+    return encoded
+
+
+class PrivateAnswers:
+    """Plugin: answers of routes declared auth=True or private=True carry Cache-Control: no-store."""
+    name, api = 'private', 2
+
+    def apply(self, callback, route):
+        if not (route.config.get('auth') or route.config.get('private')):
+            return callback
+
+        @functools.wraps(callback)
+        def not_stored(*args, **kwargs):
+            response.set_header(*PRIVATE)
+            return callback(*args, **kwargs)
+        return not_stored

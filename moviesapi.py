@@ -20,7 +20,7 @@ import logs
 import server
 from auth import BearerAuth, Tokens, authenticate, check_password, hash_password
 from catalogue_cache import CachedAnswers, Listing
-from jsonio import PRIVATE, abort, encode, error_body, message_of, storable
+from jsonio import PrivateAnswers, abort, error_body, json_output, message_of, storable
 from keyfile import signing_key
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, close_database, create_schema, db,
                     import_catalogue, open_database, release_connection)
@@ -38,41 +38,12 @@ log = logging.getLogger('moviesapi')
 # --- The app and its plugins -------------------------------------------------------------------------
 
 app = Bottle()
-app.uninstall('json')  # its encoder escapes Cyrillic and refuses lists; json_output below replaces it
-
-
-def json_output(callback):
-    """Plugin: a route's dict, list or bytes become a JSON response (Bottle's own plugin refuses lists)."""
-    @functools.wraps(callback)
-    def encoded(*args, **kwargs):
-        result = callback(*args, **kwargs)
-        if isinstance(result, (dict, list, bytes)):
-            response.content_type = 'application/json'
-            return encode(result)
-        return result
-    return encoded
-
-
-class PrivateAnswers:
-    """Plugin: answers of routes declared auth=True or private=True carry Cache-Control: no-store."""
-    name, api = 'private', 2
-
-    def apply(self, callback, route):
-        if not (route.config.get('auth') or route.config.get('private')):
-            return callback
-
-        @functools.wraps(callback)
-        def not_stored(*args, **kwargs):
-            response.set_header(*PRIVATE)
-            return callback(*args, **kwargs)
-        return not_stored
-
-
-catalogue_cache = CachedAnswers()  # routes declared cache=True return data; it is encoded and cached there
-app.install(json_output)
-app.install(PrivateAnswers())
+app.uninstall('json')  # its encoder escapes Cyrillic and refuses lists; jsonio.json_output replaces it
+catalogue_cache = CachedAnswers()
+app.install(json_output)  # a route's dict, list or bytes become a JSON answer
+app.install(PrivateAnswers())  # answers of routes declared auth=True or private=True: Cache-Control: no-store
 app.install(BearerAuth())  # routes declared auth=True get the token's `user`
-app.install(catalogue_cache)
+app.install(catalogue_cache)  # routes declared cache=True return data, encoded once per catalogue revision
 
 
 def setting(name):

@@ -133,7 +133,7 @@ class FastReads:
         callback = route.callback
         if (method != 'GET' or not route.config.get('auth') or route.config.get('cache')
                 or list(inspect.signature(callback).parameters) != ['user']
-                or {'request', 'response'} & set(callback.__code__.co_names)):
+                or {'request', 'response'} & {*callback.__code__.co_names, *callback.__code__.co_freevars}):
             raise TypeError(f'{method} {path} cannot be a fast read: it must be a GET declared auth=True that takes '
                             'only `user` and uses neither `request` nor `response`')
         return callback

@@ -188,6 +188,23 @@ def test_fast_reads_answer_exactly_as_bottle_does(app, user):
         assert fast.headers['Access-Control-Allow-Origin'] == '*'
 
 
+def test_a_fast_read_that_breaks_its_contract_is_refused_at_start_up():
+    from bottle import Bottle, request
+    from stack import FastReads
+    app = Bottle()
+    app.get('/ok', auth=True)(lambda user: {'id': user})
+    app.get('/public')(lambda user: {})
+    app.get('/cached', auth=True, cache=True)(lambda user: {})
+    app.get('/more/<id:int>', auth=True)(lambda user, id: {})
+    app.get('/reads-request', auth=True)(lambda user: request.json)
+    app.post('/write', auth=True)(lambda user: {})
+    assert list(FastReads(app, [('GET', '/ok')]).callbacks) == ['/ok']
+    for method, path in [('GET', '/public'), ('GET', '/cached'), ('GET', '/more/<id:int>'),
+                         ('GET', '/reads-request'), ('POST', '/write')]:
+        with pytest.raises(TypeError, match='cannot be a fast read'):
+            FastReads(app, [(method, path)])
+
+
 @pytest.mark.parametrize('path', ['/user/', '/favorites/movies/'])
 def test_a_fast_read_that_fails_is_answered_by_bottle(app, user, monkeypatch, caplog, path):
     import models
@@ -226,6 +243,18 @@ def test_unexpected_exception_is_a_generic_json_500(app, monkeypatch):
     res = app.get('/movies/3', status=500, expect_errors=True)
     assert res.json == {'message': 'Внутренняя ошибка сервера.', 'status': 500}
     assert res.headers['Access-Control-Allow-Origin'] == '*'
+
+
+def test_the_apis_own_errors_keep_their_message_and_bottles_get_the_stock_one(app, monkeypatch):
+    import moviesapi
+    from peewee import DatabaseError
+
+    class Unreachable:
+        def execute_sql(self, sql):
+            raise DatabaseError('connection refused')
+    monkeypatch.setattr(moviesapi, 'db', Unreachable())
+    assert app.get('/health', status=503).json == {'message': 'База данных не отвечает.', 'status': 503}
+    assert app.get('/static/missing.js', status=404).json == {'message': 'Такого адреса нет.', 'status': 404}
 
 
 def test_cors_preflight_and_headers(app):
