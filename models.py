@@ -9,8 +9,8 @@ import sqlite3
 import uuid
 
 from peewee import (SQL, AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, Expression, FloatField,
-                    ForeignKeyField, IntegerField, Model, PostgresqlDatabase, Select, SqliteDatabase, TextField,
-                    fn)
+                    ForeignKeyField, IntegerField, IntegrityError, Model, PostgresqlDatabase, Select, SqliteDatabase,
+                    TextField, fn)
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -234,6 +234,15 @@ class User(BaseModel):
         user = cls(**dict(zip(cls._meta.sorted_field_names, columns)))
         user.favorite_movie_ids = [int(id) for id in favorite_ids.split(',')] if favorite_ids else []
         return user
+
+    @classmethod
+    def register(cls, email, hashed_password):
+        """A new user with this email and password hash; None if the email is taken."""
+        try:
+            with db.atomic():
+                return cls.create(email=email, password=hashed_password)
+        except IntegrityError:
+            return None
 
     def update_profile(self, changes):
         """Store changes to name, surname or favorite_genre; the user as stored now."""

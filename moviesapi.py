@@ -13,7 +13,7 @@ import sys
 import unicodedata
 
 from bottle import Bottle, request, response, static_file
-from peewee import DatabaseError, IntegrityError
+from peewee import DatabaseError
 
 import apidocs
 import logs
@@ -206,11 +206,8 @@ def register():
     body = json_body()
     email, password = email_field(body), new_password(body, 'password')
     setting('throttle').hashing(request)
-    hashed = hash_password(password)  # before the transaction: SQLite's one write lock must not wait on PBKDF2
-    try:
-        with db.atomic():
-            user = User.create(email=email, password=hashed)
-    except IntegrityError:
+    user = User.register(email, hash_password(password))  # hashed first: the write lock must not wait on PBKDF2
+    if user is None:
         abort(409, 'Пользователь с таким email уже зарегистрирован.')
     response.status = 201
     return user.to_json()
