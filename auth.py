@@ -11,9 +11,10 @@ import time
 import unicodedata
 
 import jwt
-from bottle import HTTPError, request
+from bottle import request
 from peewee import PostgresqlDatabase
 
+from jsonio import ApiError
 from models import MAX_ID, RefreshToken, User, db, now
 
 # OWASP's current PBKDF2-HMAC-SHA256 work factor; tests lower it through the environment.
@@ -73,7 +74,7 @@ def authenticate(email, password):
 
 def unauthorized(message, error='invalid_token'):
     """A 401 that tells the client, per RFC 6750, to come back with a valid bearer token."""
-    err = HTTPError(401, message)
+    err = ApiError(401, message)
     err.set_header('WWW-Authenticate', f'Bearer error="{error}"' if error else 'Bearer')
     return err
 
@@ -81,10 +82,12 @@ def unauthorized(message, error='invalid_token'):
 class Tokens:
     """Issues, verifies and rotates HS256 access and refresh tokens."""
 
-    def __init__(self, secret, access_ttl=15 * 60, refresh_ttl=30 * 24 * 3600, remember=10_000, sessions=20):
-        self.secret, self.access_ttl, self.refresh_ttl = secret, access_ttl, refresh_ttl
-        self.verified, self.remember = {}, remember  # token → claims: each signature is checked once
-        self.sessions = sessions  # live refresh tokens per user; a new one beyond that revokes the oldest
+    remember = 10_000  # signatures remembered: each token's is checked once
+    sessions = 20  # live refresh tokens per user; a new one beyond that revokes the oldest
+
+    def __init__(self, settings):
+        self.secret, self.access_ttl, self.refresh_ttl = settings.secret, settings.access_ttl, settings.refresh_ttl
+        self.verified = {}  # token → claims
 
     def _encode(self, user, kind, ttl, jti):
         issued = int(time.time())
@@ -155,11 +158,9 @@ class Tokens:
             RefreshToken.delete().where(RefreshToken.user == user).execute()
         raise unauthorized('Этот refresh-токен уже использован; войдите заново.')
 
-    @staticmethod
-    def revoke_all(user):
-        """Invalidate every access and refresh token issued to the user so far."""
-        User.update(token_version=User.token_version + 1).where(User.id == user.id).execute()
-        RefreshToken.delete().where(RefreshToken.user == user).execute()
+    def user_of(self, environ):
+        """The user of the request's bearer access token; raises 401."""
+        return self.verify(bearer_token(environ), 'access')[0]
 
 
 def lock_tokens_of(user):
@@ -173,15 +174,14 @@ def lock_tokens_of(user):
 # --- The plugin --------------------------------------------------------------------------------------
 
 class BearerAuth:
-    """Bottle plugin: routes declared with auth=True get the token's user as the `user` argument."""
+    """Bottle plugin: routes declared with auth=True get the token's user as the `user` argument, checked by the
+    Tokens in app.config['moviesapi.tokens']."""
     name, api = 'auth', 2
-
-    def __init__(self, tokens):
-        self.tokens = tokens
 
     def setup(self, app):
         if any(getattr(other, 'name', None) == self.name for other in app.plugins if other is not self):
             raise RuntimeError('The auth plugin is installed twice.')
+        self.config = app.config
 
     def apply(self, callback, route):
         if not route.config.get('auth'):
@@ -189,7 +189,7 @@ class BearerAuth:
 
         @functools.wraps(callback)
         def with_user(*args, **kwargs):
-            kwargs['user'] = self.tokens.verify(bearer_token(request.environ), 'access')[0]
+            kwargs['user'] = self.config['moviesapi.tokens'].user_of(request.environ)
             return callback(*args, **kwargs)
         return with_user
 

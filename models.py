@@ -2,14 +2,15 @@
 import contextlib
 import datetime
 import functools
+import json
 import os
 import pathlib
 import sqlite3
 import uuid
 
 from peewee import (SQL, AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, Expression, FloatField,
-                    ForeignKeyField, IntegerField, Model, PostgresqlDatabase, Select, SqliteDatabase, TextField,
-                    fn)
+                    ForeignKeyField, IntegerField, IntegrityError, Model, PostgresqlDatabase, Select, SqliteDatabase,
+                    TextField, fn)
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -41,9 +42,8 @@ def create_private_file(path):
 
 
 def prepared(build):
-    """Decorate a function that builds a query from its arguments, so that its SQL is generated once per
-    database engine and then only executed, returning the rows as tuples. For hot one-row lookups Peewee's
-    SQL generation and row-to-model mapping cost several times SQLite's own work."""
+    """Decorate a query builder so its SQL is generated once per engine and its rows come back as tuples
+    (Peewee's SQL generation and row mapping cost more than a hot lookup itself; docs/benchmarks.md)."""
     compiled = {}
 
     @functools.wraps(build)
@@ -58,12 +58,10 @@ def prepared(build):
 
 
 def release_connection(failed):
-    """End a request's use of the database. A PostgreSQL connection goes back to the pool. A SQLite connection
-    stays open for the thread's next request, since opening one costs more than most requests, unless the
-    request failed: its exception can keep cursors alive in a reference cycle, and when the garbage collector
-    frees them later, from any thread, it resets their statements holding the GIL while waiting for the
-    connection's mutex. Were that connection busy-waiting for the write lock by then, every thread would stall
-    for the whole busy timeout (tests/test_races.py caught it)."""
+    """End a request's use of the database: PostgreSQL returns the connection to the pool; SQLite keeps it for the
+    thread's next request (opening one costs more than most requests) unless the request failed."""
+    # A failed request's exception can keep cursors alive in a cycle; the garbage collector later resets them
+    # holding the GIL while waiting for the connection, stalling every thread (tests/test_races.py caught it).
     if not db.is_closed() and (failed or not isinstance(db.obj, SqliteDatabase)):
         db.close()
 
@@ -106,7 +104,9 @@ class NamedModel(BaseModel):
 
 
 class Genre(NamedModel):
-    pass
+    @classmethod
+    def exists(cls, id):
+        return 0 < id <= MAX_ID and cls.select().where(cls.id == id).exists()
 
 
 class Director(NamedModel):
@@ -225,9 +225,8 @@ class User(BaseModel):
 
     @classmethod
     def by_id(cls, id):
-        """The user, or None, built from the row directly (every column comes back as its Python value), with
-        `favorite_movie_ids` in bookmark order. One query: under load a query's round trip, with its hand-offs of
-        the GIL, costs far more than its work, so the favourites list needs no second one."""
+        """The user, or None, with `favorite_movie_ids` in bookmark order, in one query (a round trip costs more
+        than its work under load; docs/benchmarks.md)."""
         rows = _user_by_id(id)
         if not rows:
             return None
@@ -235,6 +234,32 @@ class User(BaseModel):
         user = cls(**dict(zip(cls._meta.sorted_field_names, columns)))
         user.favorite_movie_ids = [int(id) for id in favorite_ids.split(',')] if favorite_ids else []
         return user
+
+    @classmethod
+    def register(cls, email, hashed_password):
+        """A new user with this email and password hash; None if the email is taken."""
+        try:
+            with db.atomic():
+                return cls.create(email=email, password=hashed_password)
+        except IntegrityError:
+            return None
+
+    def update_profile(self, changes):
+        """Store changes to name, surname or favorite_genre; the user as stored now."""
+        if changes:
+            User.update(changes).where(User.id == self.id).execute()
+        return User.by_id(self.id)
+
+    def change_password(self, hashed):
+        """Store a new password hash and revoke every token issued before."""
+        with db.atomic():
+            User.update(password=hashed).where(User.id == self.id).execute()
+            self.revoke_tokens()
+
+    def revoke_tokens(self):
+        """Invalidate every access and refresh token issued to the user so far."""
+        User.update(token_version=User.token_version + 1).where(User.id == self.id).execute()
+        RefreshToken.delete().where(RefreshToken.user == self).execute()
 
 
 class Favorite(BaseModel):
@@ -244,6 +269,16 @@ class Favorite(BaseModel):
 
     class Meta:
         indexes = ((('user', 'movie'), True),)  # one bookmark per pair, even under concurrent adds
+
+    @classmethod
+    def add(cls, user, movie):
+        """Bookmark a movie; False if it already was."""
+        return bool(cls.insert(user=user, movie=movie).on_conflict_ignore().as_rowcount().execute())
+
+    @classmethod
+    def remove(cls, user, movie_id):
+        """Remove a bookmark; False if there was none."""
+        return 0 < movie_id <= MAX_ID and bool(cls.delete().where(cls.user == user, cls.movie == movie_id).execute())
 
 
 @prepared
@@ -338,3 +373,16 @@ def bump_catalogue_revision():
 
 def catalogue_revision():
     return CatalogueRevision.select(CatalogueRevision.revision).scalar()
+
+
+def import_catalogue(path):
+    """Upsert genres, directors and movies from a JSON file ({"genres": [...], ...}, "pk" = id); the row count."""
+    data = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
+    with db.atomic():
+        for model, key in ((Genre, 'genres'), (Director, 'directors'), (Movie, 'movies')):
+            for row in data.get(key, []):
+                fields = {name: value for name, value in row.items() if name != 'pk'}
+                model.insert(id=row['pk'], **fields).on_conflict(conflict_target=[model.id],
+                                                                 update=fields).execute()
+        bump_catalogue_revision()
+    return sum(len(data.get(key, [])) for key in ('genres', 'directors', 'movies'))

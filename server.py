@@ -2,7 +2,6 @@
 large is still read to its end so the client can read the answer, and each request's headers have a total
 deadline, so slow clients cannot hold the connection slots. Wired in through Waitress's seams: the server's
 channel class and the channel's parser and error-task classes."""
-import json
 import logging
 import resource
 import time
@@ -14,11 +13,10 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 from waitress.utilities import BadRequest, RequestEntityTooLarge, RequestHeaderFieldsTooLarge, find_double_newline
 
+from jsonio import error_body
+
 DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused request read and discarded; past them the answer is sent at once
 SPARE_FILES = 64  # descriptors besides connections: listener, trigger pipe, logs, database connections
-MESSAGES = {400: 'Некорректный запрос.', 413: 'Тело запроса слишком большое.',
-            431: 'Заголовки запроса слишком большие.', 500: 'Внутренняя ошибка сервера.',
-            501: 'Такой Transfer-Encoding не поддерживается.'}
 log = logging.getLogger('moviesapi')
 
 
@@ -115,9 +113,7 @@ class JSONErrorTask(ErrorTask):
 
     def execute(self):
         error = self.request.error
-        message = MESSAGES.get(error.code, MESSAGES[500])
-        body = json.dumps({'message': message, 'status': error.code}, ensure_ascii=False,
-                          separators=(',', ':')).encode()
+        body = error_body(error.code)
         self.status = f'{error.code} {error.reason}'
         self.response_headers.append(('Content-Type', 'application/json'))
         self.set_close_on_finish()
@@ -168,14 +164,18 @@ def open_file_limit(wanted):
     return wanted
 
 
-def serve(application, header_timeout=10.0, connection_limit=1000, **settings):
-    """Serve application like waitress.serve(**settings) until SystemExit or KeyboardInterrupt."""
-    limit = open_file_limit(connection_limit + SPARE_FILES) - SPARE_FILES
-    if limit < connection_limit:
-        log.warning('The open-file limit allows %d connections, not %d', limit, connection_limit)
-    server = Server(application, header_timeout, connection_limit=limit,
+def serve(application, settings):
+    """Serve application as the settings (settings.Settings) say, until SystemExit or KeyboardInterrupt."""
+    limit = open_file_limit(settings.connection_limit + SPARE_FILES) - SPARE_FILES
+    if limit < settings.connection_limit:
+        log.warning('The open-file limit allows %d connections, not %d', limit, settings.connection_limit)
+    proxy = {'trusted_proxy': settings.trusted_proxy, 'trusted_proxy_count': 1,
+             'trusted_proxy_headers': 'x-forwarded-for x-forwarded-proto'} if settings.trusted_proxy else {}
+    server = Server(application, settings.header_timeout, connection_limit=limit, host=settings.host,
+                    port=settings.port, threads=settings.threads, ident='moviesapi', channel_timeout=30,
+                    max_request_body_size=1024 * 1024, max_request_header_size=16 * 1024,
                     cleanup_interval=1,  # the header deadline is checked this often, s
                     asyncore_use_poll=True,  # select() fails on descriptors past 1024
-                    **settings)
+                    **proxy)
     server.print_listen('Serving on http://{}:{}')
     server.run()

@@ -188,6 +188,23 @@ def test_fast_reads_answer_exactly_as_bottle_does(app, user):
         assert fast.headers['Access-Control-Allow-Origin'] == '*'
 
 
+def test_a_fast_read_that_breaks_its_contract_is_refused_at_start_up():
+    from bottle import Bottle, request
+    from stack import FastReads
+    app = Bottle()
+    app.get('/ok', auth=True)(lambda user: {'id': user})
+    app.get('/public')(lambda user: {})
+    app.get('/cached', auth=True, cache=True)(lambda user: {})
+    app.get('/more/<id:int>', auth=True)(lambda user, id: {})
+    app.get('/reads-request', auth=True)(lambda user: request.json)
+    app.post('/write', auth=True)(lambda user: {})
+    assert list(FastReads(app, [('GET', '/ok')]).callbacks) == ['/ok']
+    for method, path in [('GET', '/public'), ('GET', '/cached'), ('GET', '/more/<id:int>'),
+                         ('GET', '/reads-request'), ('POST', '/write')]:
+        with pytest.raises(TypeError, match='cannot be a fast read'):
+            FastReads(app, [(method, path)])
+
+
 @pytest.mark.parametrize('path', ['/user/', '/favorites/movies/'])
 def test_a_fast_read_that_fails_is_answered_by_bottle(app, user, monkeypatch, caplog, path):
     import models
@@ -228,6 +245,18 @@ def test_unexpected_exception_is_a_generic_json_500(app, monkeypatch):
     assert res.headers['Access-Control-Allow-Origin'] == '*'
 
 
+def test_the_apis_own_errors_keep_their_message_and_bottles_get_the_stock_one(app, monkeypatch):
+    import moviesapi
+    from peewee import DatabaseError
+
+    class Unreachable:
+        def execute_sql(self, sql):
+            raise DatabaseError('connection refused')
+    monkeypatch.setattr(moviesapi, 'db', Unreachable())
+    assert app.get('/health', status=503).json == {'message': 'База данных не отвечает.', 'status': 503}
+    assert app.get('/static/missing.js', status=404).json == {'message': 'Такого адреса нет.', 'status': 404}
+
+
 def test_cors_preflight_and_headers(app):
     res = app.options('/user/', headers={'Origin': 'http://localhost:3000',
                                          'Access-Control-Request-Method': 'PATCH'}, status=204)
@@ -251,7 +280,8 @@ def test_starting_twice_does_not_seed_twice(app, database_url):
 def test_a_list_longer_than_one_batch_comes_whole_and_in_order(app):
     from models import Movie, bump_catalogue_revision
     import moviesapi
-    extra = moviesapi.BATCH_SIZE * 2 + 7
+    from catalogue_cache import BATCH_SIZE
+    extra = BATCH_SIZE * 2 + 7
     Movie.insert_many([{'title': f'Фильм {n}', 'year': 2000 + n % 20, 'rating': 5.0, 'genre': 1 + n % 18,
                         'director': 1 + n % 20} for n in range(extra)]).execute()
     bump_catalogue_revision()

@@ -13,9 +13,9 @@ import math
 import secrets
 from typing import NamedTuple
 
-from bottle import HTTPError
 from peewee import PostgresqlDatabase
 
+from jsonio import ApiError
 from models import Attempt, db, now
 
 DEVICE_COOKIE_PATH = '/auth/login'
@@ -59,7 +59,7 @@ def wait_in_words(seconds):
 
 def too_many(rule, seconds):
     """A 429 whose message and Retry-After give the same wait."""
-    return HTTPError(429, rule.message.format(wait=wait_in_words(seconds)), Retry_After=str(seconds))
+    return ApiError(429, rule.message.format(wait=wait_in_words(seconds)), Retry_After=str(seconds))
 
 
 class Guess:
@@ -76,14 +76,15 @@ class Guess:
 class Throttle:
     """Limits on logins, password checks and password hashing, shared by every process on the database."""
 
-    def __init__(self, secret, per_account=5, per_address=50, window=300, hashes_per_minute=60):
-        self.secret = secret.encode()
+    def __init__(self, settings):
+        self.secret = settings.secret.encode()
+        per_account, window = settings.login_failures_per_email, settings.login_window
         login = 'Слишком много неудачных попыток входа; повторите через {wait}.'
         self.per_account = Rule(per_account, window, login)
-        self.per_address = Rule(per_address, window, login)
+        self.per_address = Rule(settings.login_failures_per_address, window, login)
         self.password_checks = Rule(per_account, window, 'Слишком много неверных паролей; повторите через {wait}.')
-        self.hashes = Rule(hashes_per_minute, 60, 'Слишком много запросов с паролем с вашего адреса; '
-                                                  'повторите через {wait}.')
+        self.hashes = Rule(settings.password_hashes_per_minute, 60,
+                           'Слишком много запросов с паролем с вашего адреса; повторите через {wait}.')
 
     # --- What the routes call ---
 

@@ -10,7 +10,9 @@ import time
 import pytest
 
 import moviesapi
-from serving import MiB, ResponseCache, Workload
+from jsonio import MESSAGES
+from models import Movie
+from response_cache import MiB, ResponseCache, Workload
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,13 +130,13 @@ def test_a_long_list_is_built_once_into_a_private_file_and_sent_from_it(app):
 
 def test_concurrent_first_requests_build_a_list_once(app, monkeypatch):
     use_cache()
-    renders, render = [], moviesapi.render_movies
+    renders, render = [], Movie.listing
 
     def slow_render(**params):
         renders.append(params)
         time.sleep(0.3)
         return render(**params)
-    monkeypatch.setattr(moviesapi, 'render_movies', slow_render)
+    monkeypatch.setattr(Movie, 'listing', slow_render)
     bodies = []
     threads = [threading.Thread(target=lambda: bodies.append(app.get('/movies/?genre_id=17').body))
                for _ in range(4)]
@@ -164,19 +166,19 @@ def test_waitress_sends_the_file_and_the_directory_goes_at_exit(server_factory, 
 def test_uncached_work_beyond_its_workers_is_refused_with_retry_after(app, monkeypatch):
     use_cache(workers=1, renders=1, wait=0.2)
     app.get('/movies/1')
-    started, release, render = threading.Event(), threading.Event(), moviesapi.render_movies
+    started, release, render = threading.Event(), threading.Event(), Movie.listing
 
     def blocked_render(**params):
         started.set()
         release.wait(10)
         return render(**params)
-    monkeypatch.setattr(moviesapi, 'render_movies', blocked_render)
+    monkeypatch.setattr(Movie, 'listing', blocked_render)
     blocked = threading.Thread(target=lambda: app.get('/movies/?q=а'))
     blocked.start()
     try:
         assert started.wait(5)
         busy = app.get('/movies/?q=б', status=503)
-        assert busy.json == {'message': moviesapi.BUSY, 'status': 503} and busy.headers['Retry-After'] == '1'
+        assert busy.json == {'message': MESSAGES[503], 'status': 503} and busy.headers['Retry-After'] == '1'
         assert app.get('/movies/1').json['id'] == 1  # cached: needs no worker for uncached work
     finally:
         release.set()
@@ -186,13 +188,13 @@ def test_uncached_work_beyond_its_workers_is_refused_with_retry_after(app, monke
 
 def test_waiting_for_a_build_is_bounded(app, monkeypatch):
     use_cache(workers=2, renders=1, wait=0.2)
-    started, release, render = threading.Event(), threading.Event(), moviesapi.render_movies
+    started, release, render = threading.Event(), threading.Event(), Movie.listing
 
     def blocked_render(**params):
         started.set()
         release.wait(10)
         return render(**params)
-    monkeypatch.setattr(moviesapi, 'render_movies', blocked_render)
+    monkeypatch.setattr(Movie, 'listing', blocked_render)
     blocked = threading.Thread(target=lambda: app.get('/movies/'))
     blocked.start()
     try:

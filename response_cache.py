@@ -1,8 +1,7 @@
-"""The WSGI layers around the Bottle app: answers served ahead of Bottle (the catalogue response cache among them),
-headers every response gets, and a buffered access log."""
+"""A store of encoded answers: each built once however many ask at the same time, all dropped when the catalogue
+revision changes, bounded in memory and on disk, with a bound on the worker threads uncached work may take."""
 import contextlib
 import hashlib
-import logging
 import os
 import tempfile
 import threading
@@ -10,10 +9,8 @@ import time
 from collections import OrderedDict, namedtuple
 
 from models import catalogue_revision, connection
+from settings import MiB
 
-
-MiB = 2**20
-BLOCK = 64 * 1024  # bytes per read when a body is sent from its file
 ENTRY_OVERHEAD = 1792  # bytes an entry costs beside its body and header text (tracemalloc: ~1.9 KB in all)
 
 
@@ -22,14 +19,18 @@ class Busy(Exception):
 
 
 class Workload:
-    """Uncached work may tie up at most `workers` worker threads at once, building or waiting for a build, so
-    that cheap requests always find one free; a request beyond them waits up to `admit_wait` s (a burst of short
-    renders soon makes room). Of those workers at most `renders` render at the same time (rendering is Python
-    work, which the GIL runs one thread at a time); the others wait up to `wait` s for their turn."""
+    """Uncached work may hold at most `workers` threads (waiting up to `admit_wait` s for one), so cheap requests
+    always find a free one; of those, `renders` render at once (the GIL runs one), the rest wait up to `wait` s."""
 
     def __init__(self, workers, renders, wait=1.0, admit_wait=0.05):
         self.workers, self.renders = threading.BoundedSemaphore(workers), threading.BoundedSemaphore(renders)
         self.wait, self.admit_wait = wait, admit_wait
+
+    @classmethod
+    def for_threads(cls, threads):
+        """Leave two of the server's threads to cached answers and other routes; render on as many as CPUs."""
+        workers = max(1, threads - 2)
+        return cls(workers, min(workers, os.cpu_count() or 1))
 
     @contextlib.contextmanager
     def worker(self):
@@ -73,7 +74,7 @@ class ResponseCache:
     the least recently used dropped to stay within `budget` bytes of memory and `disk_budget` bytes of files.
     A body over budget/64 bytes is written to a file in a private directory and sent from there."""
 
-    def __init__(self, check_every, workload, budget=64 * MiB, disk_budget=1024 * MiB):
+    def __init__(self, check_every, workload, budget, disk_budget=1024 * MiB):
         self.check_every, self.workload, self.budget, self.disk_budget = check_every, workload, budget, disk_budget
         self.revision, self.next_check = None, 0.0
         self.entries, self.memory, self.disk = OrderedDict(), 0, 0
@@ -196,111 +197,3 @@ class ResponseCache:
     def remove_file(entry):
         if entry.path is not None:
             os.unlink(entry.path)  # a response still sending it keeps its open file
-
-
-def serve_ahead(wsgi_app, answer):
-    """WSGI middleware in front of Bottle. It treats '/movies/' as '/movies', and a plain GET that answer(environ)
-    can serve as (body, WSGI headers) never enters Bottle, whose routing, hooks and response objects cost more
-    than the rest of such a request. None, and everything else, goes on to Bottle."""
-    def serve(environ, start_response):
-        path = environ['PATH_INFO']
-        if len(path) > 1 and path.endswith('/'):
-            environ['PATH_INFO'] = path.rstrip('/') or '/'
-        if environ['REQUEST_METHOD'] == 'GET' and 'HTTP_IF_NONE_MATCH' not in environ:
-            found = answer(environ)
-            if found is not None:
-                start_response('200 OK', found[1])
-                return wsgi_body(found[0], environ)
-        return wsgi_app(environ, start_response)
-    return serve
-
-
-def wsgi_body(body, environ):
-    """A WSGI body for bytes or an open file. Waitress's file wrapper hands the file to its I/O thread, which
-    sends it while the worker takes the next request; without one (WebTest) the file is read block by block."""
-    if isinstance(body, bytes):
-        return [body]
-    wrapper = environ.get('wsgi.file_wrapper')
-    return wrapper(body, BLOCK) if wrapper else file_blocks(body)
-
-
-def file_blocks(file):
-    with file:
-        while block := file.read(BLOCK):
-            yield block
-
-
-# Pages load scripts, styles and data from this site only, and the posters' thumbnails from YouTube; no site may
-# frame them. On JSON answers the policy is inert, and nosniff keeps a browser from running one as a script.
-SECURITY_HEADERS = [
-    ('Content-Security-Policy', "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                                "img-src 'self' https://img.youtube.com; base-uri 'none'; form-action 'self'; "
-                                "frame-ancestors 'none'"),
-    ('X-Content-Type-Options', 'nosniff'),
-    ('Referrer-Policy', 'no-referrer'),
-]
-
-
-def with_headers(wsgi_app, current_headers):
-    """WSGI middleware: every response, errors included, gets the security headers above and the header list
-    current_headers() returns."""
-    def serve(environ, start_response):
-        headers = current_headers() + SECURITY_HEADERS
-        return wsgi_app(environ, lambda status, response_headers, exc_info=None:
-                        start_response(status, response_headers + headers, exc_info))
-    return serve
-
-
-def access_log(wsgi_app, write):
-    """WSGI middleware: write(line) once per request with method, path, status and duration (never the query)."""
-    def logged(environ, start_response):
-        started, status = time.perf_counter(), []
-
-        def start(line, headers, exc_info=None):
-            status.append(line.split(' ', 1)[0])
-            return start_response(line, headers, exc_info)
-        try:
-            return wsgi_app(environ, start)
-        finally:
-            write(f"{loggable(environ['REQUEST_METHOD'])} {loggable(environ.get('PATH_INFO', ''))} "
-                  f"{status[0] if status else '-'} {(time.perf_counter() - started) * 1000:.1f}ms")
-    return logged
-
-
-def loggable(text):
-    """text with backslashes and unprintable characters (line breaks, controls, bidi overrides) escaped, so a value
-    a client chose can neither start a forged log line nor disguise one."""
-    if text.isprintable() and '\\' not in text:
-        return text
-    return ''.join(char if char.isprintable() and char != '\\' else repr(char)[1:-1] for char in text)
-
-
-class BufferedLogHandler(logging.StreamHandler):
-    """Log lines go to a buffered stream flushed every half second: a write per line costs a system call per
-    request, as much CPU as serving a cached page. Access lines skip logging's records and formatting (~4 µs a
-    line in a loop, some 20 µs under load) and come out in the same format as the rest."""
-
-    def __init__(self, stream, interval=0.5):
-        super().__init__(stream)
-        self.clock = None, ''  # (second, its timestamp): strftime once a second, not once a line
-        threading.Thread(target=self._flush_every, args=(interval,), daemon=True).start()
-
-    def access(self, message):
-        now = time.time()
-        second, stamp = self.clock
-        if int(now) != second:
-            stamp = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))
-            self.clock = int(now), stamp
-        with self.lock:
-            self.stream.write(f'{stamp},{int(now % 1 * 1000):03d} INFO moviesapi: {message}\n')
-
-    def emit(self, record):
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-        except Exception:
-            self.handleError(record)
-
-    def _flush_every(self, interval):
-        while True:
-            time.sleep(interval)
-            self.flush()
