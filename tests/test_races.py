@@ -21,6 +21,8 @@ from conftest import sign_up
 N = 8          # requests per burst
 ROUNDS = 6     # bursts per test
 SERVER_THREADS = 16
+SERVER_ARGS = ('--threads', str(SERVER_THREADS),
+               '--password-hashes-per-minute', '100000')  # every request comes from 127.0.0.1
 MANY_REFRESH_ROUNDS = {'sqlite': 30, 'postgresql': 250}  # a lost race on PostgreSQL showed in ~1 round of 200
 
 
@@ -70,7 +72,7 @@ def report(capsys, server, what, figures):
 
 @pytest.fixture
 def server(server_factory):
-    return server_factory(args=('--threads', str(SERVER_THREADS)), production_cost=True)
+    return server_factory(args=SERVER_ARGS, production_cost=True)
 
 
 def test_same_favourite_added_at_once_keeps_one_row(server, capsys):
@@ -145,7 +147,7 @@ def test_same_refresh_token_presented_at_once_yields_one_pair_and_revokes_the_fa
     reuse revokes that pair too. On PostgreSQL the losers once deadlocked (a 500) in about one round in 200, so one
     run has hundreds of rounds. A rotation hashes no password, and the login before each round is only set-up:
     that run logs in at the test work factor, 0.2 s less per round."""
-    server = server_factory(args=('--threads', str(SERVER_THREADS)), production_cost=not many_rounds)
+    server = server_factory(args=SERVER_ARGS, production_cost=not many_rounds)
     rounds = MANY_REFRESH_ROUNDS[engine(server)] if many_rounds else ROUNDS
     account = sign_up(server)
     credentials = {'email': account['email'], 'password': account['password']}
