@@ -36,6 +36,7 @@ def pytest_report_header():
 
 
 def pytest_collection_modifyitems(items):
+    """Mark `live` every test that starts a real server."""
     for item in items:
         if {'server_factory', 'live_server'} & set(item.fixturenames):
             item.add_marker(pytest.mark.live)
@@ -170,7 +171,8 @@ def sign_up(client, email=None, password=PASSWORD):
     """Register and log in a new user over WebTest (a TestApp) or real HTTP (a LiveServer); returns its email,
     password, token pair and bearer headers."""
     credentials = {'email': email or f'user{next(_user_numbers)}@example.com', 'password': password}
-    assert post_json(client, '/auth/register', credentials)[0] == 201
+    status, registered = post_json(client, '/auth/register', credentials)
+    assert status == 201, registered
     status, tokens = post_json(client, '/auth/login', credentials)
     assert status == 200, tokens
     return {**credentials, **tokens, 'headers': {'Authorization': 'Bearer ' + tokens['access_token']}}
