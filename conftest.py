@@ -1,7 +1,13 @@
-"""Shared fixtures: a fresh database per test (SQLite, and PostgreSQL when configured), the app, live servers."""
+"""Shared fixtures: a fresh database per test (SQLite, and PostgreSQL when configured), the app, live servers,
+and the one way tests sign a user up.
+
+A test that starts a real server (it uses `server_factory` or `live_server`) is marked `live` here; pytest.ini
+leaves `live` tests out of the quick loop, and `python -m pytest -m ""` runs them too."""
+import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,17 +26,29 @@ from models import close_database  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 POSTGRES_URL = os.environ.get('MOVIESAPI_TEST_DATABASE_URL')
+IN_CI = os.environ.get('CI') == 'true'
+ENGINES = ['sqlite', 'postgresql'] if POSTGRES_URL or IN_CI else ['sqlite']
 
 
-@pytest.fixture(params=['sqlite', 'postgresql'])
+def pytest_report_header():
+    return f'database engines: {", ".join(ENGINES)}' + ('' if POSTGRES_URL else
+                                                       ' (set MOVIESAPI_TEST_DATABASE_URL for PostgreSQL)')
+
+
+def pytest_collection_modifyitems(items):
+    """Mark `live` every test that starts a real server."""
+    for item in items:
+        if {'server_factory', 'live_server'} & set(item.fixturenames):
+            item.add_marker(pytest.mark.live)
+
+
+@pytest.fixture(params=ENGINES)
 def database_url(request, tmp_path):
     """A URL of an empty database: a temp SQLite file, or a wiped PostgreSQL schema."""
     if request.param == 'sqlite':
         return str(tmp_path / 'movies.db')
     if not POSTGRES_URL:
-        if os.environ.get('CI') == 'true':
-            pytest.fail('CI must run the PostgreSQL tests: set MOVIESAPI_TEST_DATABASE_URL')
-        pytest.skip('MOVIESAPI_TEST_DATABASE_URL is not set')
+        pytest.fail('CI must run the PostgreSQL tests: set MOVIESAPI_TEST_DATABASE_URL')
     import psycopg
     with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
         connection.execute('DROP SCHEMA IF EXISTS public CASCADE')
@@ -38,10 +56,21 @@ def database_url(request, tmp_path):
     return POSTGRES_URL
 
 
+@pytest.fixture(scope='session')
+def seeded_sqlite(tmp_path_factory):
+    """A SQLite file as the app creates and seeds it, made once: copying it is several times faster."""
+    path = str(tmp_path_factory.mktemp('seeded') / 'movies.db')
+    moviesapi.configure(path, secrets.token_hex(32))
+    close_database()
+    return path
+
+
 @pytest.fixture
-def app(database_url):
+def app(database_url, seeded_sqlite):
     """A WebTest client over the real WSGI stack on a fresh, seeded database."""
     from webtest import TestApp
+    if not database_url.startswith('postgres'):
+        shutil.copyfile(seeded_sqlite, database_url)
     moviesapi.configure(database_url, secrets.token_hex(32))
     yield TestApp(moviesapi.application)
     close_database()
@@ -134,20 +163,34 @@ def live_server(server_factory):
     return server_factory()
 
 
+PASSWORD = 'correct horse'
+_user_numbers = itertools.count(1)
+
+
+def sign_up(client, email=None, password=PASSWORD):
+    """Register and log in a new user over WebTest (a TestApp) or real HTTP (a LiveServer); returns its email,
+    password, token pair and bearer headers."""
+    credentials = {'email': email or f'user{next(_user_numbers)}@example.com', 'password': password}
+    status, registered = post_json(client, '/auth/register', credentials)
+    assert status == 201, registered
+    status, tokens = post_json(client, '/auth/login', credentials)
+    assert status == 200, tokens
+    return {**credentials, **tokens, 'headers': {'Authorization': 'Bearer ' + tokens['access_token']}}
+
+
+def post_json(client, path, body):
+    """(status, parsed JSON) of a POST through either transport."""
+    if isinstance(client, LiveServer):
+        status, _, parsed = client.call('POST', path, body)
+        return status, parsed
+    res = client.post_json(path, body, expect_errors=True)
+    return res.status_int, res.json
+
+
 @pytest.fixture
 def make_user(app):
-    """Register and log in a user; returns a dict with email, password, tokens and auth headers."""
-    count = 0
-
-    def make(email=None, password='correct horse'):
-        nonlocal count
-        count += 1
-        email = email or f'user{count}@example.com'
-        app.post_json('/auth/register', {'email': email, 'password': password}, status=201)
-        tokens = app.post_json('/auth/login', {'email': email, 'password': password}, status=200).json
-        return {'email': email, 'password': password, **tokens,
-                'headers': {'Authorization': 'Bearer ' + tokens['access_token']}}
-    return make
+    """sign_up() over this test's WebTest client; the client keeps the device cookie of each login."""
+    return lambda email=None, password=PASSWORD: sign_up(app, email, password)
 
 
 @pytest.fixture

@@ -224,14 +224,16 @@ def test_a_fast_read_that_fails_is_answered_by_bottle(app, user, monkeypatch, ca
 
 def test_unknown_route_is_json_404(app):
     res = app.get('/nope', status=404)
-    assert res.content_type == 'application/json' and res.json['message']
+    assert res.content_type == 'application/json'
+    assert res.json == {'message': 'Такого адреса нет.', 'status': 404}
 
 
 @pytest.mark.parametrize('method, path, allow', [('post', '/movies/', 'GET'), ('delete', '/genres/1', 'GET'),
-                                                 ('get', '/auth/register', 'POST')])
+                                                 ('get', '/auth/register', 'POST'), ('delete', '/user/', 'GET,PATCH')])
 def test_wrong_method_is_json_405_with_allow(app, method, path, allow):
     res = getattr(app, method)(path, status=405)
-    assert res.json['message'] and allow in res.headers['Allow']
+    assert res.json == {'message': 'Этот метод здесь не поддерживается.', 'status': 405}
+    assert res.headers['Allow'] == allow
 
 
 def test_unexpected_exception_is_a_generic_json_500(app, monkeypatch):

@@ -13,6 +13,8 @@ import uuid
 
 import pytest
 
+from conftest import sign_up
+
 try:
     from playwright.sync_api import expect, sync_playwright
 except ImportError:  # reported by the `browser` fixture
@@ -83,10 +85,7 @@ def new_email():
 
 
 def registered_user(server):
-    email = new_email()
-    status, _, _ = server.call('POST', '/auth/register', {'email': email, 'password': PASSWORD})
-    assert status == 201
-    return email
+    return sign_up(server, new_email(), PASSWORD)['email']
 
 
 def submit_login_form(page, email, password=PASSWORD):

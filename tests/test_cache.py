@@ -53,8 +53,8 @@ def test_links_keep_the_known_parameters_in_one_order(app):
     assert links.split('>')[0] == '</movies/?status=new&genre_id=2&q=%D0%B0&page=1'
 
 
-@pytest.mark.parametrize('query', ['page=', 'page=0', 'page=x', 'page=1&page=', 'year=1&year=99999'])
-def test_bad_known_parameters_are_still_400(app, query):
+@pytest.mark.parametrize('query', ['page=1&page=', 'year=1&year=99999'])
+def test_a_bad_last_value_of_a_repeated_parameter_is_still_400(app, query):
     assert app.get('/movies/?' + query, status=400).json['message']
 
 

@@ -17,6 +17,8 @@ import time
 import urllib.parse
 import uuid
 
+from conftest import sign_up
+
 WRITERS = 12
 CYCLES = 3
 ACKS_BEFORE_KILL = 300  # acknowledged writes per cycle before the kill
@@ -198,16 +200,9 @@ def test_sigkill_mid_write_loses_no_acknowledged_write(server_factory, capsys):
         assert 'Traceback' not in server.log(), [line for line in server.log().splitlines() if 'Error' in line][:5]
 
     # After all that the server serves normally.
-    client = Client(server.url)
-    try:
-        status, movies = client.call('GET', '/movies/')
-        assert status == 200 and len(movies) == 20
-        email = f'after-crash-{uuid.uuid4().hex[:8]}@example.test'
-        assert client.call('POST', '/auth/register', {'email': email, 'password': 'after-crash-1'})[0] == 201
-        status, pair = client.call('POST', '/auth/login', {'email': email, 'password': 'after-crash-1'})
-        assert status == 200
-        assert client.call('POST', '/favorites/movies/7', token=pair['access_token'])[0] == 201
-        status, saved = client.call('GET', '/favorites/movies/', token=pair['access_token'])
-        assert status == 200 and [movie['id'] for movie in saved] == [7]
-    finally:
-        client.close()
+    status, _, movies = server.call('GET', '/movies/')
+    assert status == 200 and len(movies) == 20
+    user = sign_up(server)
+    assert server.call('POST', '/favorites/movies/7', token=user['access_token'])[0] == 201
+    status, _, saved = server.call('GET', '/favorites/movies/', token=user['access_token'])
+    assert status == 200 and [movie['id'] for movie in saved] == [7]

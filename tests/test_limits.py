@@ -169,6 +169,7 @@ def crash(environ, start_response):
     raise RuntimeError('a crash before any answer')
 
 
+@pytest.mark.live
 def test_a_crash_before_the_answer_is_answered_with_json():
     crashing = server.Server(crash, header_timeout=10, host='127.0.0.1', port=0, threads=1)
     running = threading.Thread(target=crashing.run)

@@ -26,6 +26,7 @@ import urllib.parse
 import uuid
 
 from auth import PRODUCTION_HASH_ITERATIONS
+from conftest import sign_up
 
 SECONDS = float(os.environ.get('MOVIESAPI_LOAD_SECONDS', 20))
 CLIENTS = int(os.environ.get('MOVIESAPI_LOAD_CLIENTS', 32))
@@ -182,17 +183,6 @@ def bystander(url, credentials, start):
     return client
 
 
-def existing_user(url):
-    """Register a user before the load starts; returns its credentials."""
-    credentials = {'email': f'bystander-{uuid.uuid4().hex[:8]}@example.test', 'password': 'bystander-password'}
-    client = Client([url])
-    try:
-        assert client.call('POST', '/auth/register', credentials, expect=(201,))[0] == 201
-    finally:
-        client.close()
-    return credentials
-
-
 def bystander_bound():
     """Twice the time this machine's cores take for the password hashes of the sign-ups and the bystander's login
     (on an idle 2-core machine at 0.18 s a hash: 2 x 65 x 0.18 s / 2 = 12 s)."""
@@ -218,7 +208,8 @@ def test_load_32_clients_nothing_lost(server_factory, capsys):
                          for _ in range(PROCESSES - 1)]
     urls = [server.url for server in servers]
     engine = 'postgresql' if str(first.db).startswith('postgres') else 'sqlite'
-    credentials = existing_user(urls[0])
+    existing = sign_up(first)
+    credentials = {'email': existing['email'], 'password': existing['password']}
     bound = bystander_bound()
 
     start = threading.Barrier(CLIENTS + 1)

@@ -1,5 +1,4 @@
 """The OpenAPI document: valid, complete, served as is, and true to what the app really answers."""
-import http.client
 import json
 import pathlib
 import re
@@ -64,13 +63,6 @@ def conform(res, method, path):
     return res
 
 
-def register_and_login(app, email='reader@example.com'):
-    """Headers with a fresh user's bearer token, and that user's token pair."""
-    app.post_json('/auth/register', {'email': email, 'password': PASSWORD}, status=201)
-    tokens = app.post_json('/auth/login', {'email': email, 'password': PASSWORD}, status=200).json
-    return {'Authorization': 'Bearer ' + tokens['access_token']}, tokens
-
-
 # --- The document itself -------------------------------------------------------------------------------
 
 def test_document_is_valid_openapi_3_1():
@@ -104,14 +96,6 @@ def test_every_route_of_the_app_is_documented():
         served.add((path, route.method))
     assert served - documented <= UI_ROUTES, f'undocumented: {sorted(served - documented - UI_ROUTES)}'
     assert documented <= served, f'documented but not served: {sorted(documented - served)}'
-
-
-def test_undocumented_routes_and_methods_answer_the_documented_error(app):
-    """The document's description promises JSON errors for unknown routes (404) and wrong methods (405)."""
-    for method, url, status in [('GET', '/nowhere', 404), ('POST', '/movies/', 405), ('DELETE', '/user/', 405)]:
-        res = app.request(url, method=method, status=status)
-        validate_schema_at('/components/schemas/Error', res.json)
-    assert 'GET' in res.headers['Allow']
 
 
 # --- Catalogue ----------------------------------------------------------------------------------------
@@ -169,16 +153,15 @@ def test_register_answers_match_the_document(app):
         conform(app.post_json('/auth/register', bad, status=400), 'POST', '/auth/register')
     res = app.post('/auth/register', 'not json', content_type='application/json', status=400)
     conform(res, 'POST', '/auth/register')
-    res = app.post_json('/auth/register', {'email': 'a@b.c', 'password': 'x' * 70_000}, expect_errors=True)
-    assert res.status_int in (400, 413)
+    res = app.post_json('/auth/register', {'email': 'a@b.c', 'password': 'x' * 70_000}, status=413)
     conform(res, 'POST', '/auth/register')
 
 
-def test_login_and_refresh_answers_match_the_document(app):
-    _, tokens = register_and_login(app)
-    conform(app.post_json('/auth/login', {'email': 'reader@example.com', 'password': 'wrong password'},
+def test_login_and_refresh_answers_match_the_document(app, user):
+    tokens = {'access_token': user['access_token'], 'refresh_token': user['refresh_token']}
+    conform(app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'},
                           status=401), 'POST', '/auth/login')
-    conform(app.post_json('/auth/login', {'email': 'reader@example.com'}, status=400), 'POST', '/auth/login')
+    conform(app.post_json('/auth/login', {'email': user['email']}, status=400), 'POST', '/auth/login')
     fresh = conform(app.put_json('/auth/login', tokens, status=200), 'PUT', '/auth/login').json
     conform(app.put_json('/auth/login', tokens, status=401), 'PUT', '/auth/login')  # reused refresh
     conform(app.put_json('/auth/login', {'refresh_token': fresh['access_token']}, status=401),
@@ -186,19 +169,18 @@ def test_login_and_refresh_answers_match_the_document(app):
     conform(app.put_json('/auth/login', {'access_token': fresh['access_token']}, status=400), 'PUT', '/auth/login')
 
 
-def test_login_throttling_matches_the_document(app):
-    register_and_login(app, 'target@example.com')
+def test_login_throttling_matches_the_document(app, user):
     for _ in range(5):
-        app.post_json('/auth/login', {'email': 'target@example.com', 'password': 'wrong password'}, status=401)
-    res = app.post_json('/auth/login', {'email': 'target@example.com', 'password': PASSWORD}, status=429)
+        app.post_json('/auth/login', {'email': user['email'], 'password': 'wrong password'}, status=401)
+    res = app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=429)
     conform(res, 'POST', '/auth/login')
     assert int(res.headers['Retry-After']) >= 1
 
 
 # --- Profile and favourites ---------------------------------------------------------------------------
 
-def test_profile_answers_match_the_document(app):
-    auth, _ = register_and_login(app)
+def test_profile_answers_match_the_document(app, user):
+    auth = user['headers']
     conform(app.get('/user/', headers=auth, status=200), 'GET', '/user/')
     for headers in ({}, {'Authorization': 'Bearer garbage'}, {'Authorization': 'Basic eDp5'}):
         conform(app.get('/user/', headers=headers, status=401), 'GET', '/user/')
@@ -212,25 +194,23 @@ def test_profile_answers_match_the_document(app):
     conform(app.patch_json('/user/', {'name': 'x'}, status=401), 'PATCH', '/user/')
 
 
-def test_password_change_answers_match_the_document(app):
-    auth, _ = register_and_login(app)
-    path = '/user/password'
+def test_password_change_answers_match_the_document(app, user):
+    auth, path, current = user['headers'], '/user/password', user['password']
     conform(app.put_json(path, {'password_1': 'wrong password', 'password_2': 'new password 1'},
                          headers=auth, status=403), 'PUT', path)
-    conform(app.put_json(path, {'password_1': PASSWORD, 'password_2': 'short'}, headers=auth, status=400),
+    conform(app.put_json(path, {'password_1': current, 'password_2': 'short'}, headers=auth, status=400),
             'PUT', path)
-    conform(app.put_json(path, {'password_1': PASSWORD}, headers=auth, status=400), 'PUT', path)
-    conform(app.put_json(path, {'old_password': PASSWORD, 'new_password': 'new password 1'},
+    conform(app.put_json(path, {'password_1': current}, headers=auth, status=400), 'PUT', path)
+    conform(app.put_json(path, {'old_password': current, 'new_password': 'new password 1'},
                          headers=auth, status=204), 'PUT', path)
-    conform(app.put_json(path, {'old_password': 'new password 1', 'new_password': PASSWORD},
+    conform(app.put_json(path, {'old_password': 'new password 1', 'new_password': current},
                          headers=auth, status=401), 'PUT', path)  # the old token was revoked
 
 
-def test_favourites_answers_match_the_document(app):
-    auth, _ = register_and_login(app)
-    one, many = '/favorites/movies/{id}', '/favorites/movies/'
+def test_favourites_answers_match_the_document(app, user):
+    auth, one, many = user['headers'], '/favorites/movies/{id}', '/favorites/movies/'
     conform(app.post('/favorites/movies/3', headers=auth, status=201), 'POST', one)
-    conform(app.post('/favorites/movies/3/', headers=auth, status=(200, 201)), 'POST', one)
+    conform(app.post('/favorites/movies/3/', headers=auth, status=200), 'POST', one)
     conform(app.post('/favorites/movies/99999', headers=auth, status=404), 'POST', one)
     conform(app.post('/favorites/movies/3', status=401), 'POST', one)
     assert [m['id'] for m in conform(app.get(many, headers=auth, status=200), 'GET', many).json] == [3]
@@ -240,57 +220,40 @@ def test_favourites_answers_match_the_document(app):
     conform(app.delete('/favorites/movies/3', status=401), 'DELETE', one)
 
 
-def test_bodies_over_a_mebibyte_get_the_documented_413(live_server):
-    """Past the app's 64 KiB, the HTTP server itself refuses bodies over 1 MiB: documented too."""
-    connection = http.client.HTTPConnection(live_server.url.removeprefix('http://'), timeout=10)
-    connection.request('POST', '/auth/register', b'x' * 2 * 1024 * 1024, {'Content-Type': 'application/json'})
-    answer = connection.getresponse()
-    media = answer.getheader('Content-Type').split(';')[0]
-    connection.close()
-    assert answer.status == 413
-    assert media in SPEC['components']['responses']['TooLarge']['content'], media
-
-
 # --- Extreme inputs: what schemathesis found once, pinned on both engines -----------------------------
 
 HUGE = '9' * 30
 LONG_EMAIL = 'x' * 300 + '@example.com'
 DOTTED_I_EMAIL = 'İ' * 200 + '@example.com'  # 212 characters, 412 once lower-cased: 'İ'.lower() is 'i̇'
 EXTREMES = [pytest.param(*row[1:], id=row[0]) for row in [
-    ('huge movie id', 'GET', f'/movies/{HUGE}', None, {404}, '/movies/{id}'),
-    ('huge negative genre id', 'GET', f'/genres/-{HUGE}', None, {404}, '/genres/{id}'),
-    ('huge page', 'GET', f'/movies/?page={HUGE}', None, {200, 400}, '/movies/'),
-    ('huge year', 'GET', f'/movies/?year={HUGE}', None, {400}, '/movies/'),
-    ('q is NUL', 'GET', '/movies/?q=%00', None, {200, 400}, '/movies/'),
-    ('q has NUL', 'GET', '/movies/?q=a%00b', None, {200, 400}, '/movies/'),
-    ('q too long', 'GET', '/movies/?q=' + 'x' * 201, None, {400}, '/movies/'),
-    ('add huge favourite', 'POST', f'/favorites/movies/{HUGE}', None, {404}, '/favorites/movies/{id}'),
-    ('remove huge favourite', 'DELETE', f'/favorites/movies/{HUGE}', None, {404}, '/favorites/movies/{id}'),
-    ('remove huge negative favourite', 'DELETE', f'/favorites/movies/-{HUGE}', None, {404},
+    ('huge movie id', 'GET', f'/movies/{HUGE}', None, 404, '/movies/{id}'),
+    ('huge negative genre id', 'GET', f'/genres/-{HUGE}', None, 404, '/genres/{id}'),
+    ('huge page', 'GET', f'/movies/?page={HUGE}', None, 400, '/movies/'),
+    ('huge year', 'GET', f'/movies/?year={HUGE}', None, 400, '/movies/'),
+    ('q is NUL', 'GET', '/movies/?q=%00', None, 400, '/movies/'),
+    ('q has NUL', 'GET', '/movies/?q=a%00b', None, 400, '/movies/'),
+    ('q too long', 'GET', '/movies/?q=' + 'x' * 201, None, 400, '/movies/'),
+    ('add huge favourite', 'POST', f'/favorites/movies/{HUGE}', None, 404, '/favorites/movies/{id}'),
+    ('remove huge favourite', 'DELETE', f'/favorites/movies/{HUGE}', None, 404, '/favorites/movies/{id}'),
+    ('remove huge negative favourite', 'DELETE', f'/favorites/movies/-{HUGE}', None, 404,
      '/favorites/movies/{id}'),
-    ('huge genre', 'PATCH', '/user/', {'favorite_genre': int(HUGE)}, {400}, '/user/'),
-    ('huge genre digits', 'PATCH', '/user/', {'favourite_genre': HUGE}, {400}, '/user/'),
-    ('NUL in name', 'PATCH', '/user/', {'name': 'a\x00b'}, {400}, '/user/'),
-    ('login long email', 'POST', '/auth/login', {'email': LONG_EMAIL, 'password': 'wrong password'}, {400, 401},
+    ('huge genre', 'PATCH', '/user/', {'favorite_genre': int(HUGE)}, 400, '/user/'),
+    ('huge genre digits', 'PATCH', '/user/', {'favourite_genre': HUGE}, 400, '/user/'),
+    ('NUL in name', 'PATCH', '/user/', {'name': 'a\x00b'}, 400, '/user/'),
+    ('login long email', 'POST', '/auth/login', {'email': LONG_EMAIL, 'password': 'wrong password'}, 401,
      '/auth/login'),
     ('login email longer once lower-cased', 'POST', '/auth/login',
-     {'email': DOTTED_I_EMAIL, 'password': 'wrong password'}, {400, 401}, '/auth/login'),
+     {'email': DOTTED_I_EMAIL, 'password': 'wrong password'}, 401, '/auth/login'),
     ('register email longer once lower-cased', 'POST', '/auth/register',
-     {'email': DOTTED_I_EMAIL, 'password': PASSWORD}, {400}, '/auth/register'),
-    ('refresh token too long', 'PUT', '/auth/login', {'refresh_token': 'x' * 5000}, {400, 401}, '/auth/login'),
+     {'email': DOTTED_I_EMAIL, 'password': PASSWORD}, 400, '/auth/register'),
+    ('refresh token too long', 'PUT', '/auth/login', {'refresh_token': 'x' * 5000}, 400, '/auth/login'),
 ]]
 
 
-@pytest.mark.parametrize('method, url, body, statuses, path', EXTREMES)
-def test_extreme_inputs_get_documented_answers(app, method, url, body, statuses, path):
-    auth, _ = register_and_login(app)
-    if body is None:
-        res = app.request(url, method=method, headers=auth, expect_errors=True)
-    else:
-        res = app.request(url, method=method, headers=auth, expect_errors=True,
-                          body=json.dumps(body).encode(), content_type='application/json')
-    assert res.status_int in statuses, res.text
-    conform(res, method, path)
+@pytest.mark.parametrize('method, url, body, status, path', EXTREMES)
+def test_extreme_inputs_get_documented_answers(app, user, method, url, body, status, path):
+    content = {} if body is None else {'body': json.dumps(body).encode(), 'content_type': 'application/json'}
+    conform(app.request(url, method=method, headers=user['headers'], status=status, **content), method, path)
 
 
 # --- The HTML reference -------------------------------------------------------------------------------

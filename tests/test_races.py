@@ -16,9 +16,13 @@ import uuid
 
 import pytest
 
+from conftest import sign_up
+
 N = 8          # requests per burst
 ROUNDS = 6     # bursts per test
 SERVER_THREADS = 16
+SERVER_ARGS = ('--threads', str(SERVER_THREADS),
+               '--password-hashes-per-minute', '100000')  # every request comes from 127.0.0.1
 MANY_REFRESH_ROUNDS = {'sqlite': 30, 'postgresql': 250}  # a lost race on PostgreSQL showed in ~1 round of 200
 
 
@@ -51,22 +55,6 @@ def request(url, method, path, body=None, token=None):
     return at_once(url, [(method, path, body)], token)[0]
 
 
-def new_account(url):
-    """Register a fresh user; returns (email, password)."""
-    email, password = f'race-{uuid.uuid4().hex[:10]}@example.test', 'race-password-1'
-    status, body = request(url, 'POST', '/auth/register', {'email': email, 'password': password})
-    assert status == 201, body
-    return email, password
-
-
-def new_user(url):
-    """Register and log in a fresh user; returns its token pair."""
-    email, password = new_account(url)
-    status, pair = request(url, 'POST', '/auth/login', {'email': email, 'password': password})
-    assert status == 200, pair
-    return pair
-
-
 def saved_ids(url, pair):
     status, saved = request(url, 'GET', '/favorites/movies/', token=pair['access_token'])
     assert status == 200, saved
@@ -84,11 +72,11 @@ def report(capsys, server, what, figures):
 
 @pytest.fixture
 def server(server_factory):
-    return server_factory(args=('--threads', str(SERVER_THREADS)), production_cost=True)
+    return server_factory(args=SERVER_ARGS, production_cost=True)
 
 
 def test_same_favourite_added_at_once_keeps_one_row(server, capsys):
-    pair = new_user(server.url)
+    pair = sign_up(server)
     created = []
     for movie in range(1, ROUNDS + 1):
         answers = at_once(server.url, [('POST', f'/favorites/movies/{movie}', None)] * N,
@@ -101,7 +89,7 @@ def test_same_favourite_added_at_once_keeps_one_row(server, capsys):
 
 
 def test_same_favourite_removed_at_once_answers_one_204(server, capsys):
-    pair = new_user(server.url)
+    pair = sign_up(server)
     for movie in range(1, ROUNDS + 1):
         assert request(server.url, 'POST', f'/favorites/movies/{movie}', token=pair['access_token'])[0] == 201
     for movie in range(1, ROUNDS + 1):
@@ -114,7 +102,7 @@ def test_same_favourite_removed_at_once_answers_one_204(server, capsys):
 
 def test_adds_and_removals_of_one_favourite_at_once_stay_consistent(server, capsys):
     """Half the burst adds, half removes: the answers must tell one serial story ending in the final state."""
-    pair = new_user(server.url)
+    pair = sign_up(server)
     outcomes = []
     for movie in range(1, ROUNDS + 1):
         path = f'/favorites/movies/{movie}'
@@ -159,12 +147,13 @@ def test_same_refresh_token_presented_at_once_yields_one_pair_and_revokes_the_fa
     reuse revokes that pair too. On PostgreSQL the losers once deadlocked (a 500) in about one round in 200, so one
     run has hundreds of rounds. A rotation hashes no password, and the login before each round is only set-up:
     that run logs in at the test work factor, 0.2 s less per round."""
-    server = server_factory(args=('--threads', str(SERVER_THREADS)), production_cost=not many_rounds)
+    server = server_factory(args=SERVER_ARGS, production_cost=not many_rounds)
     rounds = MANY_REFRESH_ROUNDS[engine(server)] if many_rounds else ROUNDS
-    email, password = new_account(server.url)
+    account = sign_up(server)
+    credentials = {'email': account['email'], 'password': account['password']}
     started, statuses_seen = time.monotonic(), collections.Counter()
     for _ in range(rounds):
-        status, pair = request(server.url, 'POST', '/auth/login', {'email': email, 'password': password})
+        status, pair = request(server.url, 'POST', '/auth/login', credentials)
         assert status == 200, pair
         answers = at_once(server.url, [('PUT', '/auth/login', pair)] * N)
         statuses = [status for status, _ in answers]

@@ -10,12 +10,13 @@ import os
 import pathlib
 
 import pytest
-import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
                                                response_schema_conformance, status_code_conformance)
+
+from conftest import sign_up
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]
@@ -33,11 +34,7 @@ schema = schemathesis.openapi.from_path(SPEC, config=schemathesis.Config.from_di
 @pytest.fixture
 def bearer(live_server):
     """Authorization headers of a freshly registered and logged-in user of the server under test."""
-    credentials = {'email': 'fuzzer@example.com', 'password': 'fuzzing password'}
-    requests.post(f'{live_server.url}/auth/register', json=credentials, timeout=10).raise_for_status()
-    res = requests.post(f'{live_server.url}/auth/login', json=credentials, timeout=10)
-    res.raise_for_status()
-    return {'Authorization': 'Bearer ' + res.json()['access_token']}
+    return sign_up(live_server)['headers']
 
 
 # One server per operation, shared by that operation's examples: the point of the fixture here.

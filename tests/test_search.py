@@ -164,11 +164,11 @@ def add_many_movies(count):
     db.execute_sql('ANALYZE')
 
 
-@pytest.mark.parametrize('q', ['ЁЛКИ', 'c4ca4', '"AND*'])
-def test_search_uses_the_index(app, q):
+def test_search_uses_the_index(app):
     with db.connection_context():
         add_many_movies(20000)
-        assert_uses_search_index(q)
+        for q in ('ЁЛКИ', 'c4ca4', '"AND*'):
+            assert_uses_search_index(q)
 
 
 def test_database_made_before_the_index_gets_it_on_start(database_url):

@@ -43,6 +43,7 @@ def plant(key_file, how):
         os.chown(key_file, 65534, 65534)  # nobody
 
 
+@pytest.mark.live
 @pytest.mark.parametrize('how', ['readable by all', 'readable by the group', 'writable by all', "another user's",
                                  'a symlink'])
 def test_a_key_file_others_could_know_is_refused(tmp_path, how):
@@ -56,6 +57,7 @@ def test_a_key_file_others_could_know_is_refused(tmp_path, how):
     assert str(key_file) in result.stderr and 'Traceback' not in result.stderr
 
 
+@pytest.mark.live
 def test_the_servers_own_private_key_file_is_used(tmp_path):
     first = load_key_with_the_command_line(tmp_path / 'movies.db', tmp_path)
     key_file = tmp_path / 'movies.db.secret'

@@ -8,24 +8,24 @@ import time
 
 import pytest
 
+from conftest import sign_up
+
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_smoke_through_waitress(live_server):
     status, head, movies = live_server.call('GET', '/movies/?status=new&page=1')
     assert status == 200 and len(movies) == 12 and head['Content-Type'] == 'application/json'
-    assert live_server.call('POST', '/auth/register', {'email': 'smoke@x.com', 'password': 'password1'})[0] == 201
-    tokens = live_server.call('POST', '/auth/login', {'email': 'smoke@x.com', 'password': 'password1'})[2]
-    assert live_server.call('POST', '/favorites/movies/7', token=tokens['access_token'])[0] == 201
-    assert [m['id'] for m in live_server.call('GET', '/favorites/movies', token=tokens['access_token'])[2]] == [7]
+    user = sign_up(live_server)
+    assert live_server.call('POST', '/favorites/movies/7', token=user['access_token'])[0] == 201
+    assert [m['id'] for m in live_server.call('GET', '/favorites/movies', token=user['access_token'])[2]] == [7]
     assert live_server.call('GET', '/nope')[2]['message']
     status, head, _ = live_server.call('GET', '/genres/', headers={'Origin': 'http://localhost:3000'})
     assert head['Access-Control-Allow-Origin'] == '*'
 
 
 def test_access_log_has_one_line_per_request_and_no_secrets(live_server):
-    live_server.call('POST', '/auth/register', {'email': 'log@x.com', 'password': 'hunter2hunter2'})
-    tokens = live_server.call('POST', '/auth/login', {'email': 'log@x.com', 'password': 'hunter2hunter2'})[2]
+    tokens = sign_up(live_server, password='hunter2hunter2')
     live_server.call('GET', '/user/', token=tokens['access_token'])
     deadline = time.monotonic() + 3  # the log is flushed twice a second
     while 'GET /user 200' not in live_server.log() and time.monotonic() < deadline:
@@ -40,8 +40,7 @@ def test_without_a_secret_a_private_key_file_keeps_tokens_valid_across_restarts(
     server = server_factory(db=db, env={'MOVIESAPI_SECRET': ''})
     key_file = tmp_path / 'keyed.db.secret'
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key_file.read_text().strip()) >= 64
-    server.call('POST', '/auth/register', {'email': 'k@x.com', 'password': 'password1'})
-    token = server.call('POST', '/auth/login', {'email': 'k@x.com', 'password': 'password1'})[2]['access_token']
+    token = sign_up(server)['access_token']
     server.stop()
     server.start()
     assert server.call('GET', '/user/', token=token)[0] == 200
@@ -54,6 +53,7 @@ def test_a_short_secret_is_refused(server_factory, tmp_path):
         server.start()
 
 
+@pytest.mark.live
 def test_help_explains_every_flag():
     out = subprocess.run([sys.executable, os.path.join(HERE, 'moviesapi.py'), '--help'],
                          capture_output=True, text=True, check=True).stdout
