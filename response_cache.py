@@ -20,9 +20,10 @@ class Busy(Exception):
 
 class Workload:
     """Uncached work may hold at most `workers` threads (waiting up to `admit_wait` s for one), so cheap requests
-    always find a free one; of those, `renders` render at once (the GIL runs one), the rest wait up to `wait` s."""
+    always find a free one; of those, `renders` render at once (the GIL runs one), the rest wait up to `wait` s
+    (long: the waiters are within the cap, so waiting costs cheap requests nothing)."""
 
-    def __init__(self, workers, renders, wait=1.0, admit_wait=0.05):
+    def __init__(self, workers, renders, wait=10.0, admit_wait=0.05):
         self.workers, self.renders = threading.BoundedSemaphore(workers), threading.BoundedSemaphore(renders)
         self.wait, self.admit_wait = wait, admit_wait
 
