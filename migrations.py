@@ -6,6 +6,7 @@ column uses playhouse.migrate's SchemaMigrator.from_database(db); each step is a
 generated from the models.
 """
 import datetime
+import logging
 import os
 import sqlite3
 from contextlib import closing
@@ -16,6 +17,7 @@ from models import Attempt, BaseModel, RefreshToken, create_private_file, create
 from throttle import key, network_of
 
 SCHEMA_LOCK = 25000  # the advisory lock create_schema takes: one process changes the schema, the rest wait
+log = logging.getLogger('moviesapi')
 OLD_LOGIN_WINDOW = datetime.timedelta(seconds=300)  # version 1's default window for its login failures
 
 
@@ -83,6 +85,7 @@ def run_step(number, step):
             db.create_tables([SchemaVersion])
             SchemaVersion.delete().execute()
             SchemaVersion.create(version=number)
+            log.info('Upgraded the database schema to version %d', number)
 
 
 def lock_schema():
