@@ -19,6 +19,7 @@ from urllib.parse import unquote_plus, urlencode
 from bottle import Bottle, HTTPError, HTTPResponse, abort, request, response, static_file
 from peewee import DatabaseError, IntegrityError
 
+import admin
 import apidocs
 import server
 from auth import BearerAuth, Tokens, authenticate, bearer_token, check_password, hash_password
@@ -701,6 +702,7 @@ def parse_args(argv):
     parser.add_argument('--connection-limit', type=int, default=1000, help='open client connections at most (1000)')
     parser.add_argument('--import', dest='import_file', metavar='FILE',
                         help='upsert the catalogue from a JSON file (genres, directors, movies), then exit')
+    admin.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -722,6 +724,8 @@ def main(argv=None):
                   threads=args.threads, cache_bytes=int(args.cache_mib * MiB))
     except ValueError as err:
         sys.exit(f'moviesapi: {err}')
+    if admin.run(args):
+        return
     if args.import_file:
         with db.connection_context():
             log.info('Imported %d catalogue rows from %s', import_catalogue(args.import_file), args.import_file)
