@@ -10,8 +10,7 @@ from playhouse.db_url import parse as parse_db_url
 
 from auth import PRODUCTION_HASH_ITERATIONS, Tokens, hash_password
 from migrations import back_up_sqlite
-from models import Attempt, Favorite, RefreshToken, User, db, now
-from throttle import key
+from models import Favorite, RefreshToken, User, db, now
 
 
 def add_arguments(parser):
@@ -82,7 +81,6 @@ def reset_password(args):
     with db.atomic():
         User.update(password=hashed).where(User.id == user.id).execute()
         Tokens.revoke_all(user)
-        Attempt.delete().where(Attempt.key == key('email', user.email)).execute()  # a locked-out owner may log in
     if not args.password_stdin:
         print(f'One-time password for {user.email}: {password}')
         print('Give it to its owner privately; they should change it after logging in.')
