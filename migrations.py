@@ -1,5 +1,5 @@
 """Schema versions: a new database starts at the current version; an older one is brought forward, one
-transaction per step, after a backup of a SQLite file; a newer one is refused.
+transaction per step, each after a backup of a SQLite file; a newer one is refused.
 
 Version 1 is the schema of the first release (no schema_version table). A step that adds, renames or drops a
 column uses playhouse.migrate's SchemaMigrator.from_database(db); each step is an explicit function, never
@@ -69,18 +69,19 @@ def upgrade():
     if version > CURRENT_VERSION:
         raise SchemaTooNew(f'the database has schema version {version}, newer than this moviesapi '
                            f'(version {CURRENT_VERSION}); run the newer moviesapi or restore a backup.')
-    if version < CURRENT_VERSION and not isinstance(db.obj, PostgresqlDatabase):
-        back_up_before_upgrade(version)
     for number, step in enumerate(STEPS, start=2):
         if version < number:
             run_step(number, step)
 
 
 def run_step(number, step):
-    """Run one step in its own transaction, unless another process ran it meanwhile."""
+    """Back up a SQLite file and run one step, in one transaction under the schema lock, unless another process
+    ran the step meanwhile. (SQLite's write lock lets the backup's own connection read.)"""
     with db.atomic():
         lock_schema()
         if stored_version() < number:
+            if not isinstance(db.obj, PostgresqlDatabase):
+                back_up_before_upgrade(number - 1)
             step()
             db.create_tables([SchemaVersion])
             SchemaVersion.delete().execute()
