@@ -33,7 +33,7 @@ class SchemaVersion(BaseModel):
         table_name = 'schema_version'
 
 
-# --- Steps: step N brings a database from version N to N + 1 ---------------------------------------------------
+# --- Steps: version_N brings a database from version N - 1 to N, in order ------------------------------------
 
 def version_2():
     """Login failures become throttle attempts; used refresh tokens (kept by version 1) are dropped, since a
