@@ -325,6 +325,8 @@ MODELS = [Genre, Director, Movie, User, Favorite, RefreshToken, Attempt, Catalog
 
 def create_schema():
     """Create missing tables; load seed.sql into an empty catalogue. Safe to run from many processes."""
+    import migrations  # here, not at the top: it builds on this module's models
+    migrations.upgrade()  # an older database is brought to the current schema first; a newer one is refused
     with db.atomic():
         if isinstance(db.obj, PostgresqlDatabase):
             db.execute_sql('SELECT pg_advisory_xact_lock(25000)')  # one process creates, the rest wait

@@ -15,6 +15,7 @@ import unicodedata
 from bottle import Bottle, request, response, static_file
 from peewee import DatabaseError
 
+import admin
 import apidocs
 import logs
 import server
@@ -25,7 +26,7 @@ from keyfile import signing_key
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, close_database, create_schema, db,
                     import_catalogue, open_database, release_connection)
 from response_cache import ResponseCache, Workload
-from settings import Settings, parse_args
+from settings import Settings, command_line, from_args
 from stack import build_stack
 from throttle import Throttle
 
@@ -373,7 +374,10 @@ application = build_stack(app, catalogue_cache, FAST_READS)
 
 
 def main(argv=None):
-    settings = parse_args(argv)
+    parser = command_line()
+    admin.add_arguments(parser)  # one-shot commands: --backup, --list-users, --reset-password, --end-sessions
+    args = parser.parse_args(argv)
+    settings = from_args(args)
     logs.setup()
     try:
         start(dataclasses.replace(settings, secret=signing_key(settings.database_url)))
@@ -383,6 +387,8 @@ def main(argv=None):
         with db.connection_context():
             log.info('Imported %d catalogue rows from %s', import_catalogue(settings.import_file),
                      settings.import_file)
+        return
+    if admin.run(args):
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # let Waitress finish in-flight requests
     server.serve(application, settings)

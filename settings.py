@@ -46,8 +46,8 @@ class Settings:
         return int(self.cache_mib * MiB)
 
 
-def parse_args(argv=None):
-    """Settings from the command line (and $MOVIESAPI_DATABASE_URL), the rest at their defaults."""
+def command_line():
+    """The argument parser: one flag per setting (and $MOVIESAPI_DATABASE_URL for --db)."""
     parser = argparse.ArgumentParser(description='Serve the moviesapi JSON API and web UI with Waitress.')
     for field in dataclasses.fields(Settings):
         if 'help' not in field.metadata:
@@ -58,4 +58,10 @@ def parse_args(argv=None):
             help += f' (default: {field.default})'
         parser.add_argument(flag, dest=field.name, type=field.type, default=field.default, help=help, **options)
     parser.set_defaults(database_url=os.environ.get('MOVIESAPI_DATABASE_URL', Settings.database_url))
-    return Settings(**vars(parser.parse_args(argv)))
+    return parser
+
+
+def from_args(args):
+    """The Settings among parsed arguments; anything else parsed (a command) is left out."""
+    names = {field.name for field in dataclasses.fields(Settings)}
+    return Settings(**{name: value for name, value in vars(args).items() if name in names})
