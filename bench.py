@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the real moviesapi server against a bare-Waitress ceiling (issue 4, "Speed").
+"""Benchmark the real moviesapi server against a bare-Waitress ceiling.
 
     python bench.py                     # seed data (about 2 minutes)
     python bench.py --movies 100000     # seed data, then a synthetic 100,000-movie catalogue

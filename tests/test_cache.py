@@ -1,4 +1,5 @@
 """The catalogue response cache: canonical keys, a memory budget, long lists in files, bounded uncached work."""
+import contextlib
 import http.client
 import json
 import os
@@ -163,9 +164,9 @@ def test_waitress_sends_the_file_and_the_directory_goes_at_exit(server_factory, 
 
 # --- Uncached work cannot take every worker ------------------------------------------------------------
 
-def test_uncached_work_beyond_its_workers_is_refused_with_retry_after(app, monkeypatch):
-    use_cache(workers=1, renders=1, wait=0.2)
-    app.get('/movies/1')
+@contextlib.contextmanager
+def render_held(app, monkeypatch, path):
+    """GET path in a thread whose render of the movie listing waits until the block ends."""
     started, release, render = threading.Event(), threading.Event(), Movie.listing
 
     def blocked_render(**params):
@@ -173,36 +174,30 @@ def test_uncached_work_beyond_its_workers_is_refused_with_retry_after(app, monke
         release.wait(10)
         return render(**params)
     monkeypatch.setattr(Movie, 'listing', blocked_render)
-    blocked = threading.Thread(target=lambda: app.get('/movies/?q=а'))
+    blocked = threading.Thread(target=lambda: app.get(path))
     blocked.start()
     try:
         assert started.wait(5)
-        busy = app.get('/movies/?q=б', status=503)
-        assert busy.json == {'message': MESSAGES[503], 'status': 503} and busy.headers['Retry-After'] == '1'
-        assert app.get('/movies/1').json['id'] == 1  # cached: needs no worker for uncached work
+        yield
     finally:
         release.set()
         blocked.join()
+
+
+def test_uncached_work_beyond_its_workers_is_refused_with_retry_after(app, monkeypatch):
+    use_cache(workers=1, renders=1, wait=0.2)
+    app.get('/movies/1')
+    with render_held(app, monkeypatch, '/movies/?q=а'):
+        busy = app.get('/movies/?q=б', status=503)
+        assert busy.json == {'message': MESSAGES[503], 'status': 503} and busy.headers['Retry-After'] == '1'
+        assert app.get('/movies/1').json['id'] == 1  # cached: needs no worker for uncached work
     assert app.get('/movies/?q=б').status_int == 200
 
 
 def test_waiting_for_a_build_is_bounded(app, monkeypatch):
     use_cache(workers=2, renders=1, wait=0.2)
-    started, release, render = threading.Event(), threading.Event(), Movie.listing
-
-    def blocked_render(**params):
-        started.set()
-        release.wait(10)
-        return render(**params)
-    monkeypatch.setattr(Movie, 'listing', blocked_render)
-    blocked = threading.Thread(target=lambda: app.get('/movies/'))
-    blocked.start()
-    try:
-        assert started.wait(5)
+    with render_held(app, monkeypatch, '/movies/'):
         waited = time.monotonic()
         assert app.get('/movies/', status=503).headers['Retry-After'] == '1'  # the same list, still building
         assert app.get('/movies/?year=2015', status=503).json['status'] == 503  # no render slot free
         assert time.monotonic() - waited < 2
-    finally:
-        release.set()
-        blocked.join()
