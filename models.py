@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import pathlib
+import secrets
 import sqlite3
 import uuid
 
@@ -217,7 +218,9 @@ class User(BaseModel):
     name = CharField(max_length=100, default='')
     surname = CharField(max_length=100, default='')
     favorite_genre = ForeignKeyField(Genre, null=True, on_delete='SET NULL')
-    token_version = IntegerField(default=0)  # bumped to revoke every token issued before
+    # Bumped to revoke every token issued before. It starts at random: SQLite gives a deleted account's id to the
+    # next one, and the old account's tokens must not fit it.
+    token_version = IntegerField(default=lambda: secrets.randbelow(2**30))
 
     def to_json(self):
         return {'id': self.id, 'email': self.email, 'name': self.name, 'surname': self.surname,
