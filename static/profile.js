@@ -123,7 +123,7 @@ function deletionForm(user) {
   const message = h('p', { class: 'form-message', role: 'alert' });
   const form = h('form', {},
     h('input', { type: 'email', autocomplete: 'username', value: user.email ?? '', hidden: true, readonly: true }),
-    field('Пароль', password, 'Аккаунт, избранное и все входы удалятся навсегда.'),
+    field('Пароль для подтверждения', password, 'Аккаунт, избранное и все входы удалятся навсегда.'),
     message,
     h('button', { type: 'submit', class: 'button button-danger' }, 'Удалить аккаунт навсегда'));
   form.addEventListener('submit', (event) => {
