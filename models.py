@@ -92,6 +92,11 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
+def utc_text(moment):
+    """A stored UTC time as ISO 8601 text: 2026-01-31T12:00:00Z."""
+    return moment.isoformat(timespec='seconds') + 'Z'
+
+
 class BaseModel(Model):
     class Meta:
         database = db

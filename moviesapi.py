@@ -23,7 +23,7 @@ from emails import new_email, normalized_email
 from jsonio import ApiError, PrivateAnswers, abort, error_body, json_output, message_of, storable
 from keyfile import signing_key
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, close_database, create_schema, db,
-                    import_catalogue, now, open_database, release_connection)
+                    import_catalogue, now, open_database, release_connection, utc_text)
 from response_cache import ResponseCache, Workload
 from settings import Settings, command_line, from_args
 from stack import build_stack
@@ -265,11 +265,6 @@ def export(user):
     return {'format': EXPORT_FORMAT, 'exported_at': utc_text(now()), 'profile': user.to_json(),
             'favorites': user.favorite_titles(),
             'sessions': {'count': len(sessions), 'expires_at': [utc_text(at) for at in sessions]}}
-
-
-def utc_text(moment):
-    """A stored UTC time as ISO 8601 text: 2026-01-31T12:00:00Z."""
-    return moment.isoformat(timespec='seconds') + 'Z'
 
 
 @app.delete('/user', auth=True)
