@@ -266,12 +266,13 @@ class User(BaseModel):
 
     def favorite_titles(self):
         """The user's bookmarked movies as {id, title, year}, in bookmark order."""
-        return [{'id': id, 'title': title, 'year': year} for id, title, year in (Movie
-                .select(Movie.id, Movie.title, Movie.year)
-                .join(Favorite)
-                .where(Favorite.user == self.id)
-                .order_by(Favorite.id)
-                .tuples())]
+        movies = (Movie
+                  .select(Movie.id, Movie.title, Movie.year)
+                  .join(Favorite)
+                  .where(Favorite.user == self.id)
+                  .order_by(Favorite.id)
+                  .tuples())
+        return [{'id': id, 'title': title, 'year': year} for id, title, year in movies]
 
     def session_expiries(self):
         """When each of the user's live refresh tokens expires, soonest first."""
@@ -309,8 +310,8 @@ class Favorite(BaseModel):
         """Bookmark these movies in order, in one transaction: {"added", "already", "unknown"} lists of ids."""
         wanted = list(dict.fromkeys(movie_ids))  # each id once, first place kept
         with db.atomic():
-            known = {id for id, in Movie.select(Movie.id).where(Movie.id.in_(
-                [id for id in wanted if 0 < id <= MAX_ID])).tuples()}
+            possible = [id for id in wanted if 0 < id <= MAX_ID]
+            known = {id for id, in Movie.select(Movie.id).where(Movie.id.in_(possible)).tuples()}
             had = {id for id, in cls.select(cls.movie).where(cls.user == user.id).tuples()}
             added = [id for id in wanted if id in known and id not in had]
             for batch in chunked(added, 500):

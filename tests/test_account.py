@@ -3,6 +3,7 @@ import datetime
 
 import pytest
 from peewee import PostgresqlDatabase
+from playhouse.test_utils import count_queries
 
 import throttle
 from models import Attempt, Favorite, RefreshToken, User, db
@@ -46,6 +47,18 @@ def test_export_counts_each_live_session(app, user):
     sessions = app.get('/user/export', headers=user['headers']).json['sessions']
     assert sessions['count'] == len(sessions['expires_at']) == 2
     assert sessions['expires_at'] == sorted(sessions['expires_at'])
+
+
+@pytest.mark.parametrize('bookmarks', [1, 20])
+def test_export_and_import_cost_the_same_queries_whatever_the_number(app, make_user, bookmarks):
+    user, other = make_user(), make_user()
+    bookmark(app, user, *range(1, bookmarks + 1))
+    with count_queries() as exporting:
+        document = app.get('/user/export', headers=user['headers']).json
+    assert exporting.count == 3  # the user, the sessions, the favourites with their titles
+    with count_queries() as importing:
+        app.post_json('/favorites/movies/import', document, headers=other['headers'])
+    assert importing.count == 4  # the user; in one transaction: the known movies, the bookmarks held, one insert
 
 
 def test_export_needs_a_token(app):
