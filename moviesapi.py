@@ -63,18 +63,13 @@ def finish_request():
 def json_error(error):
     """Every error, Bottle's own included, as JSON {"message", "status"}; tracebacks stay in the log. A browser
     asking for a page that does not exist gets the web UI instead, which shows its own not-found page."""
-    if browser_lost(error):
-        response.content_type = 'text/html; charset=utf-8'
+    if error.status_code == 404 and not isinstance(error, ApiError):  # the router's, not "no such record"
         response.set_header('Vary', 'Accept')
-        return (STATIC / 'index.html').read_bytes()
+        if 'text/html' in request.headers.get('Accept', ''):
+            response.content_type = 'text/html; charset=utf-8'
+            return (STATIC / 'index.html').read_bytes()
     response.content_type = 'application/json'
     return error_body(error.status_code, message_of(error))
-
-
-def browser_lost(error):
-    """True for the router's 404 (not the API's "no such record") asked for by a browser, which accepts HTML."""
-    return (error.status_code == 404 and not isinstance(error, ApiError)
-            and 'text/html' in request.headers.get('Accept', ''))
 
 
 app.default_error_handler = json_error

@@ -181,6 +181,7 @@ def test_a_browser_gets_the_web_uis_not_found_page(app, path):
 def test_api_clients_keep_the_json_404(app, accept):
     res = app.get('/fo', headers={'Accept': accept} if accept else {}, status=404)
     assert res.json == {'message': 'Такого адреса нет.', 'status': 404}
+    assert res.headers['Vary'] == 'Accept'
 
 
 def test_a_missing_record_stays_json_for_a_browser(app):
