@@ -5,12 +5,13 @@ import functools
 import json
 import os
 import pathlib
+import secrets
 import sqlite3
 import uuid
 
 from peewee import (SQL, AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, Expression, FloatField,
                     ForeignKeyField, IntegerField, IntegrityError, Model, PostgresqlDatabase, Select, SqliteDatabase,
-                    TextField, fn)
+                    TextField, chunked, fn)
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -89,6 +90,11 @@ def close_database():
 
 def now():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def utc_text(moment):
+    """A stored UTC time as ISO 8601 text: 2026-01-31T12:00:00Z."""
+    return moment.isoformat(timespec='seconds') + 'Z'
 
 
 class BaseModel(Model):
@@ -217,7 +223,9 @@ class User(BaseModel):
     name = CharField(max_length=100, default='')
     surname = CharField(max_length=100, default='')
     favorite_genre = ForeignKeyField(Genre, null=True, on_delete='SET NULL')
-    token_version = IntegerField(default=0)  # bumped to revoke every token issued before
+    # Bumped to revoke every token issued before. It starts at random: SQLite gives a deleted account's id to the
+    # next one, and the old account's tokens must not fit it.
+    token_version = IntegerField(default=lambda: secrets.randbelow(2**30))
 
     def to_json(self):
         return {'id': self.id, 'email': self.email, 'name': self.name, 'surname': self.surname,
@@ -256,6 +264,28 @@ class User(BaseModel):
             User.update(password=hashed).where(User.id == self.id).execute()
             self.revoke_tokens()
 
+    def favorite_titles(self):
+        """The user's bookmarked movies as {id, title, year}, in bookmark order."""
+        movies = (Movie
+                  .select(Movie.id, Movie.title, Movie.year)
+                  .join(Favorite)
+                  .where(Favorite.user == self.id)
+                  .order_by(Favorite.id)
+                  .tuples())
+        return [{'id': id, 'title': title, 'year': year} for id, title, year in movies]
+
+    def session_expiries(self):
+        """When each of the user's live refresh tokens expires, soonest first."""
+        return [row.expires_at for row in (RefreshToken
+                                           .select(RefreshToken.expires_at)
+                                           .where(RefreshToken.user == self.id, RefreshToken.expires_at > now(),
+                                                  ~RefreshToken.used)
+                                           .order_by(RefreshToken.expires_at))]
+
+    def delete_account(self):
+        """Delete the user; bookmarks and refresh tokens go with the row (ON DELETE CASCADE)."""
+        User.delete().where(User.id == self.id).execute()
+
     def revoke_tokens(self):
         """Invalidate every access and refresh token issued to the user so far."""
         User.update(token_version=User.token_version + 1).where(User.id == self.id).execute()
@@ -274,6 +304,21 @@ class Favorite(BaseModel):
     def add(cls, user, movie):
         """Bookmark a movie; False if it already was."""
         return bool(cls.insert(user=user, movie=movie).on_conflict_ignore().as_rowcount().execute())
+
+    @classmethod
+    def add_many(cls, user, movie_ids):
+        """Bookmark these movies in order, in one transaction: {"added", "already", "unknown"} lists of ids."""
+        wanted = list(dict.fromkeys(movie_ids))  # each id once, first place kept
+        with db.atomic():
+            possible = [id for id in wanted if 0 < id <= MAX_ID]
+            known = {id for id, in Movie.select(Movie.id).where(Movie.id.in_(possible)).tuples()}
+            had = {id for id, in cls.select(cls.movie).where(cls.user == user.id).tuples()}
+            added = [id for id in wanted if id in known and id not in had]
+            for batch in chunked(added, 500):
+                rows = [(user.id, id) for id in batch]
+                cls.insert_many(rows, fields=[cls.user, cls.movie]).on_conflict_ignore().execute()
+        return {'added': added, 'already': [id for id in wanted if id in had],
+                'unknown': [id for id in wanted if id not in known]}
 
     @classmethod
     def remove(cls, user, movie_id):

@@ -7,10 +7,8 @@ import functools
 import json
 import logging
 import pathlib
-import re
 import signal
 import sys
-import unicodedata
 
 from bottle import Bottle, request, response, static_file
 from peewee import DatabaseError
@@ -21,10 +19,11 @@ import logs
 import server
 from auth import BearerAuth, Tokens, authenticate, check_password, hash_password
 from catalogue_cache import CachedAnswers, Listing
-from jsonio import PrivateAnswers, abort, error_body, json_output, message_of, storable
+from emails import new_email, normalized_email
+from jsonio import ApiError, PrivateAnswers, abort, error_body, json_output, message_of, storable
 from keyfile import signing_key
 from models import (MAX_ID, Director, Favorite, Genre, Movie, User, close_database, create_schema, db,
-                    import_catalogue, open_database, release_connection)
+                    import_catalogue, now, open_database, release_connection, utc_text)
 from response_cache import ResponseCache, Workload
 from settings import Settings, command_line, from_args
 from stack import build_stack
@@ -33,6 +32,8 @@ from throttle import Throttle
 HERE = pathlib.Path(__file__).parent
 STATIC = HERE / 'static'
 MAX_BODY = 64 * 1024
+MAX_IMPORT = 10_000  # favourites in one import
+EXPORT_FORMAT = 'moviesapi-export/1'
 log = logging.getLogger('moviesapi')
 
 
@@ -60,7 +61,13 @@ def finish_request():
 
 
 def json_error(error):
-    """Every error, Bottle's own included, as JSON {"message", "status"}; tracebacks stay in the log."""
+    """Every error, Bottle's own included, as JSON {"message", "status"}; tracebacks stay in the log. A browser
+    asking for a page that does not exist gets the web UI instead, which shows its own not-found page."""
+    if error.status_code == 404 and not isinstance(error, ApiError):  # the router's, not "no such record"
+        response.set_header('Vary', 'Accept')
+        if 'text/html' in request.headers.get('Accept', ''):
+            response.content_type = 'text/html; charset=utf-8'
+            return (STATIC / 'index.html').read_bytes()
     response.content_type = 'application/json'
     return error_body(error.status_code, message_of(error))
 
@@ -110,37 +117,6 @@ def reject_unknown(body, allowed):
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         abort(400, f'Эти поля здесь не изменяются: {", ".join(unknown)}.')
-
-
-EMAIL = re.compile(r'[^@\s]+@[^@\s]+')
-LOOKALIKE_SCRIPTS = {'LATIN', 'CYRILLIC', 'GREEK'}  # alphabets that share letter shapes: а/a, о/o, ο/o
-
-
-def normalized_email(value):
-    """An email as stored and compared: NFKC (fullwidth ａ becomes a), trimmed, lower-cased."""
-    # Older rows were trimmed and lower-cased, and NFKC leaves ASCII as it is, so ASCII rows need no migration;
-    # only a non-ASCII row (a fullwidth address, say) can differ, and must be rewritten for its owner to log in.
-    return unicodedata.normalize('NFKC', value).strip().lower()
-
-
-def email_field(body):
-    """The body's email, normalised; 400 unless it looks like an address, with no control, format or bidi
-    characters, and no local part or domain label mixing Latin, Cyrillic or Greek letters."""
-    email = normalized_email(text(body, 'email', 254))
-    if not email.isprintable():
-        abort(400, 'Поле "email" содержит управляющие или невидимые символы.')
-    if len(email) > 254 or not EMAIL.fullmatch(email):
-        abort(400, 'Поле "email" должно быть адресом электронной почты.')
-    local, domain = email.rsplit('@', 1)
-    if any(mixes_lookalike_scripts(part) for part in (local, *domain.split('.'))):
-        abort(400, 'В адресе email смешаны буквы разных алфавитов (латиница, кириллица, греческий).')
-    return email
-
-
-def mixes_lookalike_scripts(part):
-    """True if the part has letters from two of the lookalike alphabets, like 'аlice' with a Cyrillic а."""
-    scripts = {unicodedata.name(char, '').split(' ', 1)[0] for char in part if char.isalpha()}
-    return len(scripts & LOOKALIKE_SCRIPTS) > 1
 
 
 def genre_id(value):
@@ -205,7 +181,7 @@ def director(id):
 def register():
     """Create an account: 201 with the user; 400 for a bad email or password; 409 if the email is taken."""
     body = json_body()
-    email, password = email_field(body), new_password(body, 'password')
+    email, password = new_email(text(body, 'email', 254)), new_password(body, 'password')
     setting('throttle').hashing(request)
     user = User.register(email, hash_password(password))  # hashed first: the write lock must not wait on PBKDF2
     if user is None:
@@ -276,6 +252,29 @@ def change_password(user):
     response.status = 204
 
 
+@app.get('/user/export', auth=True)
+def export(user):
+    """Everything stored about the user as one JSON document, offered as a file to save."""
+    response.set_header('Content-Disposition', f'attachment; filename="moviesapi-export-{user.id}.json"')
+    sessions = user.session_expiries()
+    return {'format': EXPORT_FORMAT, 'exported_at': utc_text(now()), 'profile': user.to_json(),
+            'favorites': user.favorite_titles(),
+            'sessions': {'count': len(sessions), 'expires_at': [utc_text(at) for at in sessions]}}
+
+
+@app.delete('/user', auth=True)
+def delete_account(user):
+    """Check the password, then delete the account with its bookmarks and sessions: 204; 403 for a wrong password,
+    429 when throttled."""
+    password = text(json_body(), 'password', 1000)
+    guess = setting('throttle').password_check(user.id, request)
+    if not check_password(password, user.password):
+        abort(403, 'Пароль введён неверно.')
+    guess.succeeded()  # forgets the user's password-check rows too: none outlives the account
+    user.delete_account()
+    response.status = 204
+
+
 # --- Favourites --------------------------------------------------------------------------------------
 
 @app.get('/favorites/movies', auth=True)
@@ -290,6 +289,24 @@ def add_favorite(user, id):
     movie = get_or_404(Movie.with_relations(), id)
     response.status = 201 if Favorite.add(user, movie) else 200
     return movie.to_json()
+
+
+@app.post('/favorites/movies/import', auth=True)
+def import_favorites(user):
+    """Bookmark the movies of an export document, or of {"favorites": [ids or {"id": ...}]}, in order: which were
+    added, already bookmarked, or unknown."""
+    return Favorite.add_many(user, favorite_ids(json_body()))
+
+
+def favorite_ids(body):
+    """The movie ids of the body's "favorites" list; 400 unless it is a list of ids or {"id": ...} objects."""
+    items = body.get('favorites')
+    if not isinstance(items, list) or len(items) > MAX_IMPORT:
+        abort(400, f'Поле "favorites" должно быть списком, не длиннее {MAX_IMPORT} фильмов.')
+    ids = [item.get('id') if isinstance(item, dict) else item for item in items]
+    if not all(type(id) is int for id in ids):
+        abort(400, 'Каждый элемент "favorites" — id фильма или объект с полем "id".')
+    return ids
 
 
 @app.delete('/favorites/movies/<id:int>', auth=True)

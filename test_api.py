@@ -229,7 +229,7 @@ def test_unknown_route_is_json_404(app):
 
 
 @pytest.mark.parametrize('method, path, allow', [('post', '/movies/', 'GET'), ('delete', '/genres/1', 'GET'),
-                                                 ('get', '/auth/register', 'POST'), ('delete', '/user/', 'GET,PATCH')])
+                                                 ('get', '/auth/register', 'POST'), ('put', '/user/', 'DELETE,GET,PATCH')])
 def test_wrong_method_is_json_405_with_allow(app, method, path, allow):
     res = getattr(app, method)(path, status=405)
     assert res.json == {'message': 'Этот метод здесь не поддерживается.', 'status': 405}

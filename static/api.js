@@ -150,6 +150,12 @@ export const updateUser = (changes) => request('PATCH', '/user/', { body: change
 export const changePassword = (current, fresh) =>
   request('PUT', '/user/password', { body: { password_1: current, password_2: fresh }, auth: true });
 
+/** Everything stored about the user, as a JSON file's Blob. */
+export const exportData = () => request('GET', '/user/export', { auth: true }).then((response) => response.blob());
+export const importFavorites = (document) =>
+  request('POST', '/favorites/movies/import', { body: document, auth: true }).then(readJson);
+export const deleteAccount = (password) => request('DELETE', '/user/', { body: { password }, auth: true });
+
 export const favorites = () => getJson('/favorites/movies/', { auth: true });
 export const addFavorite = (movieId) => request('POST', `/favorites/movies/${movieId}`, { auth: true });
 export const removeFavorite = (movieId) => request('DELETE', `/favorites/movies/${movieId}`, { auth: true });

@@ -1,4 +1,4 @@
-// Profile: name, surname and favourite genre, plus the password change form.
+// Profile: name, surname and favourite genre, the password change form, and the user's data: export, import, deletion.
 import * as api from './api.js';
 import { loading } from './components.js';
 import { field, h, setTitle, submitting } from './dom.js';
@@ -68,11 +68,87 @@ function passwordForm(user) {
   return form;
 }
 
+/** Saves a Blob as a file through a temporary download link (the API needs the bearer token, so no plain link). */
+function saveFile(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = h('a', { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+async function readExport(file) {
+  try {
+    return JSON.parse(await file.text());
+  } catch {
+    throw new api.ApiError(400, 'В файле не JSON: выберите файл, скачанный кнопкой «Скачать мои данные».');
+  }
+}
+
+function exportForm(user) {
+  const message = h('p', { class: 'form-message', role: 'status' });
+  const form = h('form', { class: 'data-form' }, message,
+    h('button', { type: 'submit', class: 'button' }, 'Скачать мои данные'));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    submitting(form, message, async () => {
+      saveFile(await api.exportData(), `moviesapi-export-${user.id}.json`);
+      return 'Файл сохранён.';
+    });
+  });
+  return form;
+}
+
+function importForm() {
+  const file = h('input', { type: 'file', name: 'export', accept: 'application/json,.json', required: true });
+  const message = h('p', { class: 'form-message', role: 'status' });
+  const form = h('form', { class: 'data-form' },
+    field('Избранное из файла', file, 'Файл выгрузки: фильмы добавятся в избранное в том же порядке.'),
+    message,
+    h('button', { type: 'submit', class: 'button button-secondary' }, 'Импортировать избранное'));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    submitting(form, message, async () => {
+      const report = await api.importFavorites(await readExport(file.files[0]));
+      return `Добавлено: ${report.added.length}, уже было: ${report.already.length}, `
+        + `нет в каталоге: ${report.unknown.length}.`;
+    });
+  });
+  return form;
+}
+
+function deletionForm(user) {
+  const password = h('input', { type: 'password', autocomplete: 'current-password', required: true });
+  const message = h('p', { class: 'form-message', role: 'alert' });
+  const form = h('form', {},
+    h('input', { type: 'email', autocomplete: 'username', value: user.email ?? '', hidden: true, readonly: true }),
+    field('Пароль для подтверждения', password, 'Аккаунт, избранное и все входы удалятся навсегда.'),
+    message,
+    h('button', { type: 'submit', class: 'button button-danger' }, 'Удалить аккаунт навсегда'));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    submitting(form, message, async () => {
+      await api.deleteAccount(password.value);
+      api.tokens.clear();
+      navigate('/');
+      return null;
+    });
+  });
+  return h('details', { class: 'danger-zone' }, h('summary', {}, 'Удалить аккаунт…'), form);
+}
+
+function dataCard(user) {
+  return h('section', { class: 'form-card', 'aria-labelledby': 'data-title' },
+    h('h2', { id: 'data-title' }, 'Ваши данные'),
+    exportForm(user), importForm(), deletionForm(user));
+}
+
 export async function profilePage(view) {
   setTitle('Профиль');
   if (!api.tokens.loggedIn) throw new api.LoginRequired();
   const status = loading();
   view.append(h('h1', { tabindex: '-1' }, 'Профиль'), status);
   const [user, genres] = await Promise.all([api.currentUser(), api.genres()]);
-  status.replaceWith(h('div', { class: 'form-columns' }, profileForm(user, genres), passwordForm(user)));
+  status.replaceWith(h('div', { class: 'form-columns' }, profileForm(user, genres), passwordForm(user), dataCard(user)));
 }

@@ -7,10 +7,11 @@ import jwt
 import pytest
 
 import moviesapi
-from models import RefreshToken, User
+from models import RefreshToken, User, db
 
 PROTECTED = [('get', '/user/'), ('patch', '/user/'), ('put', '/user/password'), ('get', '/favorites/movies/'),
-             ('post', '/favorites/movies/1'), ('delete', '/favorites/movies/1')]
+             ('post', '/favorites/movies/1'), ('delete', '/favorites/movies/1'), ('get', '/user/export'),
+             ('delete', '/user/'), ('post', '/favorites/movies/import')]
 
 
 def bearer(token):
@@ -24,8 +25,11 @@ def forge(claims, key=None, algorithm='HS256', headers=None):
 
 
 def claims_for(user_id, kind='access', ttl=900, **extra):
+    """Claims the app would accept for this user, with its stored token version (0 if there is no such user)."""
     now = int(time.time())
-    return {'sub': str(user_id), 'type': kind, 'ver': 0, 'iat': now, 'exp': now + ttl, 'jti': 'x', **extra}
+    with db.connection_context():
+        version = User.select(User.token_version).where(User.id == user_id).scalar() or 0
+    return {'sub': str(user_id), 'type': kind, 'ver': version, 'iat': now, 'exp': now + ttl, 'jti': 'x', **extra}
 
 
 # --- Registration ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Each test gets a fresh server and database (conftest's `live_server`) and its ow
 localStorage starts empty; one Chromium serves the whole session. Without Chromium or Playwright the
 tests skip on a developer's machine and fail in CI (CI=true), so a missing browser never passes silently.
 """
+import json
 import os
 import re
 import urllib.error
@@ -234,6 +235,7 @@ def test_movie_page_shows_the_facts_and_links_to_genre_and_director(page, live_s
 
 
 NOT_FOUND = {
+    '/fo': 'Страница не найдена',  # no route on the server: it answers 404 with the web UI
     '/catalog/no-such-page': 'Страница не найдена',
     '/movie/abc': 'Страница не найдена',
     '/movie/1/extra': 'Страница не найдена',
@@ -249,6 +251,12 @@ def test_unknown_pages_show_a_friendly_not_found_view(page):
         expect(page.get_by_role('heading', level=1)).to_have_text(heading)
         expect(page.get_by_role('link', name='На главную')).to_be_visible()
         assert_no_raw_data(page)
+
+
+def test_a_mistyped_address_is_a_404_with_the_not_found_view(page):
+    response = page.goto('/fo')
+    assert response.status == 404 and response.headers['content-type'].startswith('text/html')
+    expect(page.get_by_role('heading', level=1)).to_have_text('Страница не найдена')
 
 
 # --- Accounts ----------------------------------------------------------------------------------------
@@ -382,6 +390,43 @@ def test_password_change_then_login_with_the_new_password(page, live_server):
     expect(page.get_by_role('alert')).not_to_be_empty()
     log_in(page, email, new_password)
     expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+
+
+def test_export_delete_the_account_then_import_into_a_new_one(page, live_server, tmp_path):
+    email = logged_in_as_new_user(page, live_server)
+    access, _ = stored_tokens(page)
+    for movie_id in (5, 2):
+        live_server.call('POST', f'/favorites/movies/{movie_id}', token=access)
+    page.goto('/profile')
+    with page.expect_download() as download:
+        page.get_by_role('button', name='Скачать мои данные').click()
+    assert re.fullmatch(r'moviesapi-export-\d+\.json', download.value.suggested_filename)
+    saved = tmp_path / 'export.json'
+    download.value.save_as(saved)
+    exported = json.loads(saved.read_text(encoding='utf-8'))
+    assert exported['profile']['email'] == email and [m['id'] for m in exported['favorites']] == [5, 2]
+
+    page.get_by_text('Удалить аккаунт…').click()
+    deletion = page.locator('form', has=page.get_by_label('Пароль для подтверждения'))
+    page.get_by_label('Пароль для подтверждения').fill('wrong-password-1')
+    page.get_by_role('button', name='Удалить аккаунт навсегда').click()
+    expect(deletion.get_by_role('alert')).to_have_text('Пароль введён неверно.')
+    page.get_by_label('Пароль для подтверждения').fill(PASSWORD)
+    page.get_by_role('button', name='Удалить аккаунт навсегда').click()
+    expect(page).to_have_url(live_server.url + '/')
+    expect(page.get_by_role('link', name='Войти')).to_be_visible()
+    assert stored_tokens(page) == [None, None]
+    assert live_server.call('GET', '/user/', token=access)[0] == 401
+    assert live_server.call('POST', '/auth/login', {'email': email, 'password': PASSWORD})[0] == 401
+
+    logged_in_as_new_user(page, live_server)
+    page.goto('/profile')
+    page.get_by_label('Избранное из файла').set_input_files(saved)
+    page.get_by_role('button', name='Импортировать избранное').click()
+    expect(page.get_by_text('Добавлено: 2, уже было: 0, нет в каталоге: 0.')).to_be_visible()
+    page.get_by_role('link', name='Избранное').click()
+    expect(cards(page)).to_have_count(2)
+    assert card_titles(page) == [movie['title'] for movie in exported['favorites']]
 
 
 # --- Favourites and tokens ---------------------------------------------------------------------------

@@ -220,6 +220,21 @@ def test_favourites_answers_match_the_document(app, user):
     conform(app.delete('/favorites/movies/3', status=401), 'DELETE', one)
 
 
+def test_your_data_answers_match_the_document(app, user):
+    auth, export, imports, account = user['headers'], '/user/export', '/favorites/movies/import', '/user/'
+    app.post('/favorites/movies/2', headers=auth)
+    document = conform(app.get(export, headers=auth, status=200), 'GET', export).json
+    conform(app.get(export, status=401), 'GET', export)
+    conform(app.post_json(imports, document, headers=auth, status=200), 'POST', imports)
+    conform(app.post_json(imports, {'favorites': [1, {'id': 99999}]}, headers=auth, status=200), 'POST', imports)
+    conform(app.post_json(imports, {'favorites': 'x'}, headers=auth, status=400), 'POST', imports)
+    conform(app.post_json(imports, {'favorites': [1]}, status=401), 'POST', imports)
+    conform(app.delete_json(account, {}, headers=auth, status=400), 'DELETE', account)
+    conform(app.delete_json(account, {'password': 'wrong password'}, headers=auth, status=403), 'DELETE', account)
+    conform(app.delete_json(account, {'password': user['password']}, headers=auth, status=204), 'DELETE', account)
+    conform(app.delete_json(account, {'password': user['password']}, headers=auth, status=401), 'DELETE', account)
+
+
 # --- Extreme inputs: what schemathesis found once, pinned on both engines -----------------------------
 
 HUGE = '9' * 30
