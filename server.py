@@ -15,6 +15,7 @@ from waitress.utilities import BadRequest, RequestEntityTooLarge, RequestHeaderF
 
 from jsonio import error_body
 
+SEND_TURN = 256 * 1024  # bytes one connection may send before the I/O loop serves the others
 DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused request read and discarded; past them the answer is sent at once
 SPARE_FILES = 64  # descriptors besides connections: listener, trigger pipe, logs, database connections
 log = logging.getLogger('moviesapi')
@@ -129,6 +130,20 @@ class Channel(HTTPChannel):
     def __init__(self, server, sock, addr, adj, map=None):
         super().__init__(server, sock, addr, adj, map)
         self.request = self.parser_class(adj)  # a connection's first request is timed from the accept
+        self.turn_left = SEND_TURN
+
+    def _flush_some(self, do_close=True):
+        self.turn_left = SEND_TURN
+        return super()._flush_some(do_close)
+
+    def send(self, data, do_close=True):
+        # Waitress sends until the socket is full: to a fast reader, a whole 80 MB file at once, while every other
+        # connection waits. Saying "nothing sent" ends this connection's turn; the I/O loop comes back to it.
+        if self.turn_left <= 0:
+            return 0
+        sent = super().send(data, do_close)
+        self.turn_left -= sent
+        return sent
 
     def headers_overdue(self, cutoff):
         """Whether the request being received began before cutoff and its headers are still unfinished."""

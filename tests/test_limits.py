@@ -1,6 +1,7 @@
 """Waitress's limits as configured by the CLI, through the real server: slow clients cannot starve the workers or
 the connection slots, and oversized or malformed requests get a JSON answer the client can read."""
 import http.client
+import io
 import json
 import select
 import socket
@@ -10,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.buffers import ReadOnlyFileBasedBuffer
 
 import server
 
@@ -181,3 +184,31 @@ def test_a_crash_before_the_answer_is_answered_with_json():
         crashing.trigger.pull_trigger(lambda: wasyncore.close_all(crashing._map))  # in its own I/O thread
         running.join(5)
         crashing.task_dispatcher.shutdown()
+
+
+def test_one_connection_sends_a_turn_at_a_time_so_a_big_answer_cannot_hold_the_io_thread():
+    big, served = 3 * 2**20, socket.socketpair()
+    channel = server.Channel(IdleServer(), served[0], ('127.0.0.1', 1), Adjustments(), map={})
+    file_answer = ReadOnlyFileBasedBuffer(io.BytesIO(b'x' * big))
+    file_answer.prepare()
+    channel.outbufs.insert(0, file_answer)
+    channel.total_outbufs_len = big
+    reader = threading.Thread(target=lambda: [served[1].recv(big) for _ in iter(lambda: channel.total_outbufs_len, 0)],
+                              daemon=True)
+    reader.start()  # a reader as fast as loopback allows: the socket never fills
+    turns = []
+    while channel.total_outbufs_len:
+        left = channel.total_outbufs_len
+        channel._flush_some()
+        turns.append(left - channel.total_outbufs_len)
+    assert len(turns) > 1 and max(turns) < server.SEND_TURN + channel.sendbuf_len, turns
+    served[0].close()
+    served[1].close()
+
+
+class IdleServer:
+    """What a channel needs of its server when no I/O loop runs."""
+    adj, active_channels = Adjustments(), {}
+
+    def pull_trigger(self):
+        pass
