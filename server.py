@@ -1,7 +1,8 @@
 """Waitress, hardened for direct exposure: its own errors answer JSON like the app's, a request refused as too
 large is still read to its end so the client can read the answer, and each request's headers have a total
-deadline, so slow clients cannot hold the connection slots. Wired in through Waitress's seams: the server's
-channel class and the channel's parser and error-task classes."""
+deadline, so slow clients cannot hold the connection slots; a fast reader of a big answer cannot hold the I/O
+thread either. Wired in through Waitress's seams: the server's channel class and the channel's parser and
+error-task classes."""
 import logging
 import resource
 import time
