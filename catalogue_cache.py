@@ -67,7 +67,10 @@ class CachedAnswers:
             key = cache_key(environ)
         except ApiError:
             return None
-        found = self.app.config['moviesapi.cache'].peek(key) if key else None
+        try:
+            found = self.app.config['moviesapi.cache'].peek(key) if key else None
+        except Busy:  # every stream taken: Bottle answers 503
+            return None
         return None if found is None else (found[0], found[2])
 
 

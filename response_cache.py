@@ -2,6 +2,7 @@
 revision changes, bounded in memory and on disk, with a bound on the worker threads uncached work may take."""
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 import threading
@@ -21,10 +22,12 @@ class Busy(Exception):
 class Workload:
     """Uncached work may hold at most `workers` threads (waiting up to `admit_wait` s for one), so cheap requests
     always find a free one; of those, `renders` render at once (the GIL runs one), the rest wait up to `wait` s
-    (long: the waiters are within the cap, so waiting costs cheap requests nothing)."""
+    (long: the waiters are within the cap, so waiting costs cheap requests nothing). At most `streams` answers
+    are sent from files at once: Waitress's one I/O thread sends them, and every other connection waits its turn."""
 
-    def __init__(self, workers, renders, wait=10.0, admit_wait=0.05):
+    def __init__(self, workers, renders, wait=10.0, admit_wait=0.05, streams=2):
         self.workers, self.renders = threading.BoundedSemaphore(workers), threading.BoundedSemaphore(renders)
+        self.streams = threading.BoundedSemaphore(streams)
         self.wait, self.admit_wait = wait, admit_wait
 
     @classmethod
@@ -65,9 +68,27 @@ class Entry(namedtuple('Entry', 'body path size headers wsgi_headers')):
     def disk(self):
         return 0 if self.path is None else self.size
 
-    def answer(self):
-        """(body, headers, WSGI headers); the body is the bytes, or the file opened for this response alone."""
-        return self.body if self.path is None else open(self.path, 'rb'), self.headers, self.wsgi_headers
+    def answer(self, streams):
+        """(body, headers, WSGI headers); the body is the bytes, or the file opened for this response alone,
+        holding one of the streams until it is closed. Busy when every stream is taken."""
+        if self.path is None:
+            return self.body, self.headers, self.wsgi_headers
+        if not streams.acquire(blocking=False):
+            raise Busy
+        return StreamedFile(self.path, streams), self.headers, self.wsgi_headers
+
+
+class StreamedFile(io.FileIO):
+    """A cached answer's file, open for one response; closing it (Waitress does when it is sent) frees its stream."""
+
+    def __init__(self, path, streams):
+        super().__init__(path, 'rb')
+        self.streams = streams
+
+    def close(self):
+        if not self.closed:
+            self.streams.release()
+        super().close()
 
 
 class ResponseCache:
@@ -112,7 +133,7 @@ class ResponseCache:
         if entry is None:
             return None
         self.entries.move_to_end(key)
-        return entry.answer()
+        return entry.answer(self.workload.streams)
 
     def build_once(self, key, render):
         with self.workload.worker():
@@ -145,9 +166,11 @@ class ResponseCache:
                    'Content-Type': 'application/json'}
         entry = self.store([body] if isinstance(body, bytes) else body, headers)
         with self.lock:
-            answer = entry.answer()  # opened before a file that is not kept is deleted
-            if revision != self.revision or not self.keep(key, entry):  # never keep a stale answer
-                self.remove_file(entry)
+            try:
+                answer = entry.answer(self.workload.streams)  # opened before a file that is not kept is deleted
+            finally:
+                if revision != self.revision or not self.keep(key, entry):  # never keep a stale answer
+                    self.remove_file(entry)
         return answer
 
     def store(self, chunks, headers):

@@ -148,6 +148,19 @@ def test_concurrent_first_requests_build_a_list_once(app, monkeypatch):
     assert len(renders) == 1 and len(bodies) == 4 and len(set(bodies)) == 1
 
 
+def test_at_most_two_answers_stream_from_files_at_once(app):
+    cache = use_cache(budget=64 * 1024)  # bodies over 1 KiB go to files
+    full = app.get('/movies/')
+    [key] = cache.entries
+    held = [cache.peek(key)[0] for _ in range(2)]  # two responses still being sent
+    busy = app.get('/movies/', status=503)
+    assert busy.json['status'] == 503 and busy.headers['Retry-After'] == '1'
+    assert app.get('/genres/').status_int == 200  # answers kept in memory need no stream
+    held.pop().close()
+    assert app.get('/movies/').body == full.body
+    held.pop().close()
+
+
 def test_waitress_sends_the_file_and_the_directory_goes_at_exit(server_factory, tmp_path):
     temp = tmp_path / 'temp'
     temp.mkdir()
