@@ -36,23 +36,22 @@ class Workload:
         workers = max(1, threads - 2)
         return cls(workers, min(workers, os.cpu_count() or 1))
 
-    @contextlib.contextmanager
     def worker(self):
-        if not self.workers.acquire(timeout=self.admit_wait):
-            raise Busy
-        try:
-            yield
-        finally:
-            self.workers.release()
+        return held(self.workers, self.admit_wait)
 
-    @contextlib.contextmanager
     def render(self):
-        if not self.renders.acquire(timeout=self.wait):
-            raise Busy
-        try:
-            yield
-        finally:
-            self.renders.release()
+        return held(self.renders, self.wait)
+
+
+@contextlib.contextmanager
+def held(slots, timeout):
+    """One of the slots for the block, waiting up to timeout s for it; Busy if none frees."""
+    if not slots.acquire(timeout=timeout):
+        raise Busy
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 class Entry(namedtuple('Entry', 'body path size headers wsgi_headers')):
