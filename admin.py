@@ -10,7 +10,7 @@ from playhouse.db_url import parse as parse_db_url
 
 from auth import PRODUCTION_HASH_ITERATIONS, hash_password
 from migrations import back_up_sqlite
-from models import Favorite, RefreshToken, User, db, now
+from models import Favorite, Session, User, db, lock_sessions_of, now
 
 
 def add_arguments(parser):
@@ -24,7 +24,7 @@ def add_arguments(parser):
                           help="print a random one-time password for the user and end the user's sessions")
     commands.add_argument('--password-stdin', action='store_true',
                           help='with --reset-password: read the new password from the first line of stdin')
-    commands.add_argument('--end-sessions', metavar='EMAIL', help='revoke every token of the user')
+    commands.add_argument('--end-sessions', metavar='EMAIL', help='end every session of the user: each of its tokens stops working')
 
 
 def run(args):
@@ -62,9 +62,7 @@ def pg_dump_command(database_url, file):
 
 def list_users(args):
     favorites = Favorite.select(fn.COUNT(Favorite.id)).where(Favorite.user == User.id)
-    sessions = (RefreshToken
-                .select(fn.COUNT(RefreshToken.jti))
-                .where(RefreshToken.user == User.id, RefreshToken.expires_at > now(), ~RefreshToken.used))
+    sessions = Session.select(fn.COUNT(Session.id)).where(Session.user == User.id, Session.expires_at > now())
     rows = (User
             .select(User.id, User.email, User.name, favorites, sessions)
             .order_by(User.id)
@@ -95,7 +93,8 @@ def read_password():
 def end_sessions(args):
     user = user_by_email(args.end_sessions)
     with db.atomic():
-        user.revoke_tokens()
+        lock_sessions_of(user.id)
+        Session.end_all(user.id)
     print(f'Ended every session of {user.email}.')
 
 

@@ -12,10 +12,9 @@ import unicodedata
 
 import jwt
 from bottle import request
-from peewee import PostgresqlDatabase
 
 from jsonio import ApiError
-from models import MAX_ID, RefreshToken, User, db, now
+from models import MAX_ID, Session, User, db, lock_sessions_of, now
 
 # OWASP's current PBKDF2-HMAC-SHA256 work factor; tests lower it through the environment.
 PRODUCTION_HASH_ITERATIONS = 600_000
@@ -80,40 +79,37 @@ def unauthorized(message, error='invalid_token'):
 
 
 class Tokens:
-    """Issues, verifies and rotates HS256 access and refresh tokens."""
+    """Issues, verifies and rotates HS256 access and refresh tokens. Each token names its session (models.Session)
+    and works while that session lives: logging out, a password change or a deleted account ends it at once."""
 
     remember = 10_000  # signatures remembered: each token's is checked once
-    sessions = 20  # live refresh tokens per user; a new one beyond that revokes the oldest
+    sessions = 20  # live sessions per user; a new one beyond that ends the least recently refreshed
 
     def __init__(self, settings):
         self.secret, self.access_ttl, self.refresh_ttl = settings.secret, settings.access_ttl, settings.refresh_ttl
         self.verified = {}  # token → claims
 
-    def _encode(self, user, kind, ttl, jti):
+    def _encode(self, user_id, session_id, kind, ttl, jti):
         issued = int(time.time())
-        claims = {'sub': str(user.id), 'type': kind, 'ver': user.token_version,
-                  'iat': issued, 'exp': issued + ttl, 'jti': jti}
+        claims = {'sub': str(user_id), 'sid': session_id, 'type': kind, 'iat': issued, 'exp': issued + ttl,
+                  'jti': jti}
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
-    def issue_pair(self, user):
-        """A new access token and a new single-use refresh token for the user."""
-        with db.atomic():
-            lock_tokens_of(user)
-            return self._new_pair(user)
+    def _pair(self, user_id, session_id, refresh_jti):
+        return {'access_token': self._encode(user_id, session_id, 'access', self.access_ttl, secrets.token_urlsafe(16)),
+                'refresh_token': self._encode(user_id, session_id, 'refresh', self.refresh_ttl, refresh_jti)}
 
-    def _new_pair(self, user):
-        """Store a new refresh token, keeping the user's newest `sessions` ones, and encode the pair."""
+    def _refresh_expiry(self):
+        return now() + datetime.timedelta(seconds=self.refresh_ttl)
+
+    def issue_pair(self, user, environ):
+        """Start a session for the user, described by the request's user agent and address: its first pair."""
         jti = secrets.token_urlsafe(16)
-        RefreshToken.create(jti=jti, user=user, expires_at=now() + datetime.timedelta(seconds=self.refresh_ttl))
-        newest = (RefreshToken
-                  .select(RefreshToken.jti)
-                  .where(RefreshToken.user == user,
-                         RefreshToken.expires_at > now() - datetime.timedelta(seconds=LEEWAY))  # as verify() does
-                  .order_by(RefreshToken.expires_at.desc())
-                  .limit(self.sessions))
-        RefreshToken.delete().where(RefreshToken.user == user, RefreshToken.jti.not_in(newest)).execute()
-        return {'access_token': self._encode(user, 'access', self.access_ttl, secrets.token_urlsafe(16)),
-                'refresh_token': self._encode(user, 'refresh', self.refresh_ttl, jti)}
+        with db.atomic():
+            lock_sessions_of(user.id)
+            session_id = Session.start(user.id, jti, self._refresh_expiry(), environ.get('HTTP_USER_AGENT', ''),
+                                       environ.get('REMOTE_ADDR', ''), keep=self.sessions)
+        return self._pair(user.id, session_id, jti)
 
     def signed_claims(self, token):
         """The claims of a token with a valid signature and the required claims; raises 401."""
@@ -130,45 +126,47 @@ class Tokens:
         return claims
 
     def verify(self, token, kind, verify_exp=True):
-        """(user, claims) for a valid token of this kind whose user still exists; raises 401."""
+        """(user id, session id, jti) of a well-formed token of this kind; raises 401. Whether its session still
+        lives is for the caller's query to find."""
         claims = self.signed_claims(token)
-        version, subject, expires = claims.get('ver'), claims['sub'], claims['exp']
+        # A refresh token issued before sessions existed names none: the upgrade named its session after its jti.
+        subject, session_id, expires = claims['sub'], claims.get('sid', claims['jti']), claims['exp']
         if type(expires) is not int or verify_exp and expires < time.time() - LEEWAY:
             raise unauthorized('Токен недействителен или истёк.')
-        if claims.get('type') != kind or type(version) is not int:
+        if claims.get('type') != kind:
             raise unauthorized(f'Нужен токен типа "{kind}".')
-        if not USER_ID.fullmatch(subject) or int(subject) > MAX_ID:
+        if not USER_ID.fullmatch(subject) or int(subject) > MAX_ID or type(session_id) is not str:
             raise unauthorized('Токен недействителен или истёк.')
-        user = User.by_id(int(subject))
-        if user is None or user.token_version != version:
-            raise unauthorized('Токен отозван.')
-        return user, claims
+        return int(subject), session_id, claims['jti']
 
     def rotate(self, refresh_token, access_token=None):
-        """Trade a refresh token for a new pair. A second use revokes every refresh token of its user."""
-        user, claims = self.verify(refresh_token, 'refresh')
-        if access_token and self.verify(access_token, 'access', verify_exp=False)[0].id != user.id:
+        """Trade the session's newest refresh token for a new pair. An older one of the family, used again, means
+        someone else holds the family: the session ends."""
+        user_id, session_id, jti = self.verify(refresh_token, 'refresh')
+        if access_token and self.verify(access_token, 'access', verify_exp=False)[0] != user_id:
             raise unauthorized('Токены принадлежат разным пользователям.')
+        new_jti = secrets.token_urlsafe(16)
         with db.atomic():
-            lock_tokens_of(user)
-            # A used token's row is deleted, not kept: a valid token without a row was used before (or revoked as
-            # the oldest session), so reuse is still caught while a user never has more than `sessions` rows.
-            if RefreshToken.delete().where(RefreshToken.jti == claims['jti'], ~RefreshToken.used).execute():
-                return self._new_pair(user)
-            RefreshToken.delete().where(RefreshToken.user == user).execute()
-        raise unauthorized('Этот refresh-токен уже использован; войдите заново.')
+            lock_sessions_of(user_id)
+            if Session.renew(session_id, user_id, jti, new_jti, self._refresh_expiry()):
+                return self._pair(user_id, session_id, new_jti)
+            reused = Session.end(session_id, user_id)
+        if reused:
+            raise unauthorized('Этот refresh-токен уже использован; сессия завершена, войдите заново.')
+        raise unauthorized('Сессия завершена; войдите заново.')
+
+    def end_session(self, refresh_token):
+        """End the session of a refresh token, expired or not; nothing to do if it has ended."""
+        user_id, session_id, _ = self.verify(refresh_token, 'refresh', verify_exp=False)
+        Session.end(session_id, user_id)
 
     def user_of(self, environ):
-        """The user of the request's bearer access token; raises 401."""
-        return self.verify(bearer_token(environ), 'access')[0]
-
-
-def lock_tokens_of(user):
-    """Make the transaction's token writes for this user wait for any other's. On PostgreSQL that is a lock on the
-    user's row, taken first: two requests deleting the same token rows in different orders would deadlock.
-    SQLite's IMMEDIATE transactions already take the one write lock first."""
-    if isinstance(db.obj, PostgresqlDatabase):
-        User.select(User.id).where(User.id == user.id).for_update('FOR NO KEY UPDATE').execute()
+        """The user of the request's bearer access token, with its `session_id`; raises 401."""
+        user_id, session_id, _ = self.verify(bearer_token(environ), 'access')
+        user = User.by_id(user_id, session_id)
+        if user is None:
+            raise unauthorized('Токен отозван: сессия завершена.')
+        return user
 
 
 # --- The plugin --------------------------------------------------------------------------------------

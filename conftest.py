@@ -10,6 +10,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -54,6 +55,24 @@ def database_url(request, tmp_path):
         connection.execute('DROP SCHEMA IF EXISTS public CASCADE')
         connection.execute('CREATE SCHEMA public')
     return POSTGRES_URL
+
+
+def load_old_schema(database_url, version):
+    """Fill the empty test database with the schema and rows an earlier release made (tests/fixtures)."""
+    fixtures = os.path.join(HERE, 'tests', 'fixtures')
+    if database_url.startswith('postgresql://'):
+        import psycopg
+        with open(os.path.join(fixtures, f'schema_v{version}.postgresql.sql'), encoding='utf-8') as file:
+            script = ''.join(line for line in file if not line.startswith('\\'))  # psql's meta-commands
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            connection.execute(script)
+    else:
+        with open(os.path.join(fixtures, f'schema_v{version}.sqlite.sql'), encoding='utf-8') as file:
+            script = file.read()
+        connection = sqlite3.connect(database_url)
+        with connection:
+            connection.executescript(script)
+        connection.close()
 
 
 @pytest.fixture(scope='session')

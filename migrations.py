@@ -11,9 +11,10 @@ import os
 import sqlite3
 from contextlib import closing
 
-from peewee import IntegerField, PostgresqlDatabase
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, PostgresqlDatabase
+from playhouse.migrate import SchemaMigrator, migrate
 
-from models import Attempt, BaseModel, RefreshToken, create_private_file, create_search_index, db, now
+from models import Attempt, BaseModel, Session, User, create_private_file, create_search_index, db, now
 from throttle import key, network_of
 
 SCHEMA_LOCK = 25000  # the advisory lock create_schema takes: one process changes the schema, the rest wait
@@ -31,6 +32,14 @@ class SchemaVersion(BaseModel):
 
     class Meta:
         table_name = 'schema_version'
+
+
+class RefreshToken(BaseModel):
+    """Versions 1 and 2 kept a row per live refresh token (version 1 also kept used ones, marked)."""
+    jti = CharField(primary_key=True)
+    user = ForeignKeyField(User, on_delete='CASCADE')
+    expires_at = DateTimeField()
+    used = BooleanField(default=False)
 
 
 # --- Steps: version_N brings a database from version N - 1 to N, in order ------------------------------------
@@ -57,7 +66,22 @@ def attempt_of(old_key, at):
     return {'key': row_key, 'expires_at': at + OLD_LOGIN_WINDOW}
 
 
-STEPS = [version_2]
+def version_3():
+    """Sessions replace refresh token rows and the user's token version. Each live token becomes a session named
+    after its jti, which is how auth.Tokens finds the session of a token issued before (it names none); access
+    tokens issued before name none either and stop working, so clients refresh once."""
+    db.create_tables([Session])
+    upgraded_at = now()
+    live = RefreshToken.select().where(~RefreshToken.used, RefreshToken.expires_at > upgraded_at)
+    sessions = [{'id': token.jti, 'user': token.user_id, 'refresh_jti': token.jti, 'created_at': upgraded_at,
+                 'expires_at': token.expires_at} for token in live]
+    if sessions:
+        Session.insert_many(sessions).execute()
+    db.drop_tables([RefreshToken])
+    migrate(SchemaMigrator.from_database(db).drop_column('user', 'token_version'))
+
+
+STEPS = [version_2, version_3]
 CURRENT_VERSION = 1 + len(STEPS)
 
 

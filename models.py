@@ -9,7 +9,7 @@ import secrets
 import sqlite3
 import uuid
 
-from peewee import (SQL, AutoField, BooleanField, CharField, DatabaseProxy, DateTimeField, Expression, FloatField,
+from peewee import (SQL, AutoField, CharField, DatabaseProxy, DateTimeField, Expression, FloatField,
                     ForeignKeyField, IntegerField, IntegrityError, Model, PostgresqlDatabase, Select, SqliteDatabase,
                     TextField, chunked, fn)
 from playhouse.db_url import parse as parse_db_url
@@ -223,24 +223,22 @@ class User(BaseModel):
     name = CharField(max_length=100, default='')
     surname = CharField(max_length=100, default='')
     favorite_genre = ForeignKeyField(Genre, null=True, on_delete='SET NULL')
-    # Bumped to revoke every token issued before. It starts at random: SQLite gives a deleted account's id to the
-    # next one, and the old account's tokens must not fit it.
-    token_version = IntegerField(default=lambda: secrets.randbelow(2**30))
 
     def to_json(self):
         return {'id': self.id, 'email': self.email, 'name': self.name, 'surname': self.surname,
                 'favorite_genre': self.favorite_genre_id, 'favourite_genre': self.favorite_genre_id}
 
     @classmethod
-    def by_id(cls, id):
+    def by_id(cls, id, session_id=None):
         """The user, or None, with `favorite_movie_ids` in bookmark order, in one query (a round trip costs more
-        than its work under load; docs/benchmarks.md)."""
-        rows = _user_by_id(id)
+        than its work under load; docs/benchmarks.md). Given a session id, also None once that session has ended."""
+        rows = _user_by_id(id) if session_id is None else _user_in_session(id, session_id)
         if not rows:
             return None
         *columns, favorite_ids = rows[0]
         user = cls(**dict(zip(cls._meta.sorted_field_names, columns)))
         user.favorite_movie_ids = [int(id) for id in favorite_ids.split(',')] if favorite_ids else []
+        user.session_id = session_id
         return user
 
     @classmethod
@@ -259,10 +257,10 @@ class User(BaseModel):
         return User.by_id(self.id)
 
     def change_password(self, hashed):
-        """Store a new password hash and revoke every token issued before."""
+        """Store a new password hash and end every session: each token issued before stops working."""
         with db.atomic():
             User.update(password=hashed).where(User.id == self.id).execute()
-            self.revoke_tokens()
+            Session.end_all(self.id)
 
     def favorite_titles(self):
         """The user's bookmarked movies as {id, title, year}, in bookmark order."""
@@ -274,22 +272,9 @@ class User(BaseModel):
                   .tuples())
         return [{'id': id, 'title': title, 'year': year} for id, title, year in movies]
 
-    def session_expiries(self):
-        """When each of the user's live refresh tokens expires, soonest first."""
-        return [row.expires_at for row in (RefreshToken
-                                           .select(RefreshToken.expires_at)
-                                           .where(RefreshToken.user == self.id, RefreshToken.expires_at > now(),
-                                                  ~RefreshToken.used)
-                                           .order_by(RefreshToken.expires_at))]
-
     def delete_account(self):
-        """Delete the user; bookmarks and refresh tokens go with the row (ON DELETE CASCADE)."""
+        """Delete the user; bookmarks and sessions go with the row (ON DELETE CASCADE), so its tokens stop working."""
         User.delete().where(User.id == self.id).execute()
-
-    def revoke_tokens(self):
-        """Invalidate every access and refresh token issued to the user so far."""
-        User.update(token_version=User.token_version + 1).where(User.id == self.id).execute()
-        RefreshToken.delete().where(RefreshToken.user == self).execute()
 
 
 class Favorite(BaseModel):
@@ -331,6 +316,12 @@ def _user_by_id(id):
     return User.select(User, _joined_favorite_ids(User.id)).where(User.id == id)
 
 
+@prepared
+def _user_in_session(id, session_id):
+    session = Session.select(SQL('1')).where(Session.id == session_id, Session.user == User.id)
+    return _user_by_id.__wrapped__(id).where(fn.EXISTS(session))
+
+
 def _joined_favorite_ids(user_id):
     """The user's bookmarked movie ids in bookmark order, as one comma-separated value."""
     if isinstance(db.obj, PostgresqlDatabase):
@@ -341,12 +332,68 @@ def _joined_favorite_ids(user_id):
     return Select([ordered], [fn.group_concat(ordered.c.movie_id)])
 
 
-class RefreshToken(BaseModel):
-    """A live refresh token: its row is deleted when it is used, revoked or expired (auth.Tokens)."""
-    jti = CharField(primary_key=True)
+class Session(BaseModel):
+    """One login: the family of refresh tokens its rotations derive. Its tokens work while the row lives (auth.Tokens);
+    ending a session deletes it."""
+    id = CharField(primary_key=True)  # random: an ended session's id never comes back to name another
     user = ForeignKeyField(User, on_delete='CASCADE')
-    expires_at = DateTimeField()
-    used = BooleanField(default=False)  # set by earlier versions, which kept a used token's row: such a row is spent
+    refresh_jti = CharField()  # the family's newest refresh token, the only one that may be used
+    created_at = DateTimeField()
+    refreshed_at = DateTimeField(null=True)
+    expires_at = DateTimeField()  # the newest refresh token's expiry
+    user_agent = CharField(max_length=300, default='')
+    address = CharField(max_length=64, default='')  # as the server saw it (after --trusted-proxy)
+
+    def to_json(self, current_id=None):
+        return {'id': self.id, 'created_at': utc_text(self.created_at),
+                'refreshed_at': self.refreshed_at and utc_text(self.refreshed_at),
+                'expires_at': utc_text(self.expires_at), 'user_agent': self.user_agent, 'address': self.address,
+                'current': self.id == current_id}
+
+    @classmethod
+    def live_of(cls, user_id):
+        """The user's unexpired sessions, newest first."""
+        return list(cls.select()
+                    .where(cls.user == user_id, cls.expires_at > now())
+                    .order_by(cls.created_at.desc(), cls.id))
+
+    @classmethod
+    def start(cls, user_id, refresh_jti, expires_at, user_agent, address, keep):
+        """A new session's id; the user's `keep` most recently refreshed live ones stay, the rest end."""
+        session_id = secrets.token_urlsafe(12)
+        cls.create(id=session_id, user=user_id, refresh_jti=refresh_jti, created_at=now(), expires_at=expires_at,
+                   user_agent=user_agent[:300], address=address[:64])
+        newest = (cls.select(cls.id)
+                  .where(cls.user == user_id, cls.expires_at > now())
+                  .order_by(cls.expires_at.desc())
+                  .limit(keep))
+        cls.delete().where(cls.user == user_id, cls.id.not_in(newest)).execute()
+        return session_id
+
+    @classmethod
+    def renew(cls, session_id, user_id, used_jti, new_jti, expires_at):
+        """Move the session on to its next refresh token if used_jti is its newest; False otherwise."""
+        return bool(cls.update(refresh_jti=new_jti, refreshed_at=now(), expires_at=expires_at)
+                    .where(cls.id == session_id, cls.user == user_id, cls.refresh_jti == used_jti)
+                    .execute())
+
+    @classmethod
+    def end(cls, session_id, user_id):
+        """End one of the user's sessions; False if it had ended."""
+        return bool(cls.delete().where(cls.id == session_id, cls.user == user_id).execute())
+
+    @classmethod
+    def end_all(cls, user_id, except_id=None):
+        """End every session of the user, or every one but except_id; how many ended."""
+        return cls.delete().where(cls.user == user_id, cls.id != (except_id or '')).execute()
+
+
+def lock_sessions_of(user_id):
+    """Make this transaction's session writes for the user wait for any other's. On PostgreSQL that is a lock on the
+    user's row, taken first: two requests deleting the same session rows in different orders would deadlock.
+    SQLite's IMMEDIATE transactions already take the one write lock first."""
+    if isinstance(db.obj, PostgresqlDatabase):
+        User.select(User.id).where(User.id == user_id).for_update('FOR NO KEY UPDATE').execute()
 
 
 class Attempt(BaseModel):
@@ -365,7 +412,7 @@ class CatalogueRevision(BaseModel):
     revision = CharField(default=lambda: uuid.uuid4().hex)
 
 
-MODELS = [Genre, Director, Movie, User, Favorite, RefreshToken, Attempt, CatalogueRevision]
+MODELS = [Genre, Director, Movie, User, Favorite, Session, Attempt, CatalogueRevision]
 
 
 def create_schema():

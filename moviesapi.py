@@ -22,8 +22,8 @@ from catalogue_cache import CachedAnswers, Listing
 from emails import new_email, normalized_email
 from jsonio import ApiError, PrivateAnswers, abort, error_body, json_output, message_of, storable
 from keyfile import signing_key
-from models import (MAX_ID, Director, Favorite, Genre, Movie, User, close_database, create_schema, db,
-                    import_catalogue, now, open_database, release_connection, utc_text)
+from models import (MAX_ID, Director, Favorite, Genre, Movie, Session, User, close_database, create_schema, db,
+                    import_catalogue, lock_sessions_of, now, open_database, release_connection, utc_text)
 from response_cache import ResponseCache, Workload
 from settings import Settings, command_line, from_args
 from stack import build_stack
@@ -33,7 +33,7 @@ HERE = pathlib.Path(__file__).parent
 STATIC = HERE / 'static'
 MAX_BODY = 64 * 1024
 MAX_IMPORT = 10_000  # favourites in one import
-EXPORT_FORMAT = 'moviesapi-export/1'
+EXPORT_FORMAT = 'moviesapi-export/2'  # 2: sessions listed one by one
 log = logging.getLogger('moviesapi')
 
 
@@ -203,7 +203,7 @@ def login():
         abort(401, 'Неверный email или пароль.')
     guess.succeeded()
     throttle.remember_device(email, request, response)
-    return setting('tokens').issue_pair(user)
+    return setting('tokens').issue_pair(user, request.environ)
 
 
 @app.put('/auth/login', private=True)
@@ -213,6 +213,39 @@ def refresh():
     refresh_token = text(body, 'refresh_token', 4096)
     access_token = text(body, 'access_token', 4096, required=False)
     return setting('tokens').rotate(refresh_token, access_token)
+
+
+# --- Sessions: one per login, each the family of refresh tokens its rotations derive ---------------------------
+
+@app.post('/auth/logout', private=True)
+def logout():
+    """End the session of a refresh token: its refresh and access tokens stop working. 204, also when it had
+    ended already."""
+    setting('tokens').end_session(text(json_body(), 'refresh_token', 4096))
+    response.status = 204
+
+
+@app.get('/auth/sessions', auth=True)
+def sessions(user):
+    """The user's live sessions, newest first; `current` marks the caller's."""
+    return [session.to_json(current_id=user.session_id) for session in Session.live_of(user.id)]
+
+
+@app.delete('/auth/sessions/<session_id>', auth=True)
+def end_session(user, session_id):
+    """End one of the user's sessions (the caller's too, if named): 204; 404 if it is not one of them."""
+    if not Session.end(session_id, user.id):
+        abort(404, 'Такой сессии нет: она завершена или не ваша.')
+    response.status = 204
+
+
+@app.delete('/auth/sessions', auth=True)
+def end_other_sessions(user):
+    """End every session of the user but the caller's ("log out everywhere else"): 204."""
+    with db.atomic():
+        lock_sessions_of(user.id)
+        Session.end_all(user.id, except_id=user.session_id)
+    response.status = 204
 
 
 # --- Profile -----------------------------------------------------------------------------------------
@@ -256,10 +289,9 @@ def change_password(user):
 def export(user):
     """Everything stored about the user as one JSON document, offered as a file to save."""
     response.set_header('Content-Disposition', f'attachment; filename="moviesapi-export-{user.id}.json"')
-    sessions = user.session_expiries()
     return {'format': EXPORT_FORMAT, 'exported_at': utc_text(now()), 'profile': user.to_json(),
             'favorites': user.favorite_titles(),
-            'sessions': {'count': len(sessions), 'expires_at': [utc_text(at) for at in sessions]}}
+            'sessions': [session.to_json(current_id=user.session_id) for session in Session.live_of(user.id)]}
 
 
 @app.delete('/user', auth=True)

@@ -209,11 +209,11 @@ def test_a_fast_read_that_breaks_its_contract_is_refused_at_start_up():
 def test_a_fast_read_that_fails_is_answered_by_bottle(app, user, monkeypatch, caplog, path):
     import models
 
-    def explode(id):
+    def explode(*ids):
         raise RuntimeError('database gone')
     assert app.get(path, headers={'Authorization': 'Bearer nonsense'}, status=401).json['message']
     assert 'failed ahead of Bottle' not in caplog.text  # a bad token is no failure
-    monkeypatch.setattr(models, '_user_by_id', explode)
+    monkeypatch.setattr(models, '_user_in_session', explode)
     res = app.get(path, headers=user['headers'], status=500, expect_errors=True)
     assert res.json == {'message': 'Внутренняя ошибка сервера.', 'status': 500}
     assert res.headers['Access-Control-Allow-Origin'] == '*'

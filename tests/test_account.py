@@ -6,7 +6,7 @@ from peewee import PostgresqlDatabase
 from playhouse.test_utils import count_queries
 
 import throttle
-from models import Attempt, Favorite, RefreshToken, User, db
+from models import Attempt, Favorite, Session, User, db
 
 
 def bookmark(app, user, *movie_ids):
@@ -30,23 +30,23 @@ def test_export_holds_the_profile_favourites_and_sessions(app, user):
     assert res.headers['Content-Disposition'] == f'attachment; filename="moviesapi-export-{profile["id"]}.json"'
     assert res.headers['Cache-Control'] == 'no-store'
     assert set(document) == {'format', 'exported_at', 'profile', 'favorites', 'sessions'}
-    assert document['format'] == 'moviesapi-export/1'
+    assert document['format'] == 'moviesapi-export/2'
     assert document['profile'] == profile
     assert document['favorites'] == [{'id': 3, 'title': 'Вооружен и очень опасен', 'year': 1978},
                                      {'id': 1, 'title': 'Йеллоустоун', 'year': 2018}]
-    with db.connection_context():
-        expiry, = [row.expires_at for row in RefreshToken.select().where(RefreshToken.user == profile['id'])]
-    assert document['sessions'] == {'count': 1, 'expires_at': [expiry.isoformat(timespec='seconds') + 'Z']}
+    [session] = document['sessions']
+    assert session == app.get('/auth/sessions', headers=user['headers']).json[0]
+    assert session['current'] is True
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     assert abs(parsed_time(document['exported_at']) - now) < datetime.timedelta(seconds=60)
     assert 'jti' not in res.text and user['refresh_token'] not in res.text
 
 
-def test_export_counts_each_live_session(app, user):
+def test_export_lists_each_live_session_newest_first(app, user):
     app.post_json('/auth/login', {'email': user['email'], 'password': user['password']})
     sessions = app.get('/user/export', headers=user['headers']).json['sessions']
-    assert sessions['count'] == len(sessions['expires_at']) == 2
-    assert sessions['expires_at'] == sorted(sessions['expires_at'])
+    assert [session['current'] for session in sessions] == [False, True]
+    assert sessions[0]['created_at'] >= sessions[1]['created_at']
 
 
 @pytest.mark.parametrize('bookmarks', [1, 20])
@@ -108,7 +108,7 @@ def rows_of(user_id):
     with db.connection_context():
         return {'user': User.select().where(User.id == user_id).count(),
                 'favorite': Favorite.select().where(Favorite.user == user_id).count(),
-                'refreshtoken': RefreshToken.select().where(RefreshToken.user == user_id).count(),
+                'session': Session.select().where(Session.user == user_id).count(),
                 'attempt': Attempt.select().where(Attempt.key == throttle.key('password', user_id)).count()}
 
 
@@ -120,11 +120,11 @@ def test_deleting_the_account_removes_every_row_tied_to_it(app, make_user):
     app.delete_json('/user/', {'password': 'wrong password'}, headers=user['headers'], status=403)
     user_id = app.get('/user', headers=user['headers']).json['id']
     neighbour_id = app.get('/user', headers=neighbour['headers']).json['id']
-    assert rows_of(user_id) == {'user': 1, 'favorite': 2, 'refreshtoken': 2, 'attempt': 1}
+    assert rows_of(user_id) == {'user': 1, 'favorite': 2, 'session': 2, 'attempt': 1}
     neighbour_rows = rows_of(neighbour_id)
 
     app.delete_json('/user/', {'password': user['password']}, headers=user['headers'], status=204)
-    assert rows_of(user_id) == {'user': 0, 'favorite': 0, 'refreshtoken': 0, 'attempt': 0}
+    assert rows_of(user_id) == {'user': 0, 'favorite': 0, 'session': 0, 'attempt': 0}
     assert rows_of(neighbour_id) == neighbour_rows
 
 

@@ -7,7 +7,7 @@ import jwt
 import pytest
 
 import moviesapi
-from models import RefreshToken, User, db
+from models import Session, User, db
 
 PROTECTED = [('get', '/user/'), ('patch', '/user/'), ('put', '/user/password'), ('get', '/favorites/movies/'),
              ('post', '/favorites/movies/1'), ('delete', '/favorites/movies/1'), ('get', '/user/export'),
@@ -25,11 +25,12 @@ def forge(claims, key=None, algorithm='HS256', headers=None):
 
 
 def claims_for(user_id, kind='access', ttl=900, **extra):
-    """Claims the app would accept for this user, with its stored token version (0 if there is no such user)."""
+    """Claims the app would accept for this user, in its newest session ('none' if it has none)."""
     now = int(time.time())
     with db.connection_context():
-        version = User.select(User.token_version).where(User.id == user_id).scalar() or 0
-    return {'sub': str(user_id), 'type': kind, 'ver': version, 'iat': now, 'exp': now + ttl, 'jti': 'x', **extra}
+        session_id = (Session.select(Session.id).where(Session.user == user_id)
+                      .order_by(Session.created_at.desc()).scalar() or 'none')
+    return {'sub': str(user_id), 'sid': session_id, 'type': kind, 'iat': now, 'exp': now + ttl, 'jti': 'x', **extra}
 
 
 # --- Registration ------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def test_login_issues_typed_hs256_tokens(app, user):
         assert jwt.get_unverified_header(token)['alg'] == 'HS256'
         claims = jwt.decode(token, options={'verify_signature': False})
         assert claims['type'] == kind and claims['sub'].isdigit()
-        assert {'sub', 'type', 'iat', 'exp', 'jti'} <= set(claims)
+        assert {'sub', 'sid', 'type', 'iat', 'exp', 'jti'} <= set(claims)
     lifetimes = [(lambda claims: claims['exp'] - claims['iat'])(jwt.decode(token, options={'verify_signature': False}))
                  for token in (user['access_token'], user['refresh_token'])]
     assert lifetimes == [15 * 60, 30 * 24 * 3600]
@@ -126,7 +127,8 @@ def test_protected_routes_need_a_bearer_token(app, method, path):
 
 
 @pytest.mark.parametrize('attack', ['expired', 'tampered', 'alg_none', 'wrong_key', 'malformed', 'refresh_as_access',
-                                    'no_type', 'int_sub', 'missing_exp', 'string_version', 'hs512'])
+                                    'no_type', 'int_sub', 'missing_exp', 'int_session', 'no_session',
+                                    'other_session', 'hs512'])
 def test_token_attacks_get_401(app, user, attack):
     user_id = app.get('/user/', headers=user['headers']).json['id']
     header, payload, signature = user['access_token'].split('.')
@@ -142,7 +144,9 @@ def test_token_attacks_get_401(app, user, attack):
         'no_type': lambda: forge({k: v for k, v in claims_for(user_id).items() if k != 'type'}),
         'int_sub': lambda: forge({**claims_for(user_id), 'sub': 'abc'}),
         'missing_exp': lambda: forge({k: v for k, v in claims_for(user_id).items() if k != 'exp'}),
-        'string_version': lambda: forge({**claims_for(user_id), 'ver': '0'}),
+        'int_session': lambda: forge({**claims_for(user_id), 'sid': 1}),
+        'no_session': lambda: forge({k: v for k, v in claims_for(user_id).items() if k != 'sid'}),
+        'other_session': lambda: forge({**claims_for(user_id), 'sid': 'ended-or-never-was'}),
         'hs512': lambda: forge(claims_for(user_id), algorithm='HS512'),
     }
     res = app.get('/user/', headers=bearer(tokens[attack]()), status=401)
@@ -190,21 +194,28 @@ def test_refresh_rotates_the_pair(app, user):
     app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=200)
 
 
-def test_reusing_a_refresh_token_revokes_the_whole_family(app, user):
+def test_reusing_a_refresh_token_ends_its_session_and_only_that(app, user):
+    other = app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}).json
     pair = app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=200).json
-    app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=401)
-    app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=401)
-    assert RefreshToken.select().count() == 0
+    res = app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=401)
+    assert res.json['message'] == 'Этот refresh-токен уже использован; сессия завершена, войдите заново.'
+    res = app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=401)
+    assert res.json['message'] == 'Сессия завершена; войдите заново.'
+    app.get('/user/', headers=bearer(pair['access_token']), status=401)  # the family's access tokens end with it
+    app.get('/user/', headers=bearer(other['access_token']), status=200)  # another login is another family
+    assert Session.select().count() == 1
 
 
-def test_a_user_keeps_at_most_20_refresh_tokens_and_the_oldest_go_first(app, user):
-    sessions = [user] + [app.post_json('/auth/login', {'email': user['email'], 'password': user['password']},
-                                       status=200).json for _ in range(39)]  # within the hashing budget
-    newest = {jwt.decode(session['refresh_token'], options={'verify_signature': False})['jti']
-              for session in sessions[-20:]}
-    assert {row.jti for row in RefreshToken.select()} == newest
-    app.put_json('/auth/login', {'refresh_token': sessions[-1]['refresh_token']}, status=200)
-    app.put_json('/auth/login', {'refresh_token': sessions[0]['refresh_token']}, status=401)
+def test_a_user_keeps_at_most_20_sessions_and_the_least_recently_refreshed_go_first(app, user):
+    log_in = lambda: app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}).json
+    sessions = [user] + [log_in() for _ in range(19)]
+    sessions[0] = app.put_json('/auth/login', {'refresh_token': user['refresh_token']}).json  # now the freshest
+    sessions.append(log_in())  # the 21st: session 1, refreshed least recently, ends
+    session_of = lambda pair: jwt.decode(pair['refresh_token'], options={'verify_signature': False})['sid']
+    assert {row.id for row in Session.select()} == {session_of(pair) for pair in sessions if pair is not sessions[1]}
+    app.get('/user/', headers=bearer(sessions[1]['access_token']), status=401)
+    app.put_json('/auth/login', {'refresh_token': sessions[1]['refresh_token']}, status=401)
+    app.put_json('/auth/login', {'refresh_token': sessions[0]['refresh_token']}, status=200)
 
 
 def test_rotating_hundreds_of_times_leaves_one_row_and_reuse_is_still_caught(app, user):
@@ -212,15 +223,10 @@ def test_rotating_hundreds_of_times_leaves_one_row_and_reuse_is_still_caught(app
     for _ in range(300):
         spent.append(pair)
         pair = app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=200).json
-    assert RefreshToken.select().count() == 1
+    assert Session.select().count() == 1
     app.put_json('/auth/login', {'refresh_token': spent[0]['refresh_token']}, status=401)  # the oldest, reused
-    app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=401)  # so the family is revoked
-    assert RefreshToken.select().count() == 0
-
-
-def test_a_row_of_a_token_used_before_this_version_is_spent(app, user):
-    RefreshToken.update(used=True).execute()  # as earlier versions marked a used token's row
-    app.put_json('/auth/login', {'refresh_token': user['refresh_token']}, status=401)
+    app.put_json('/auth/login', {'refresh_token': pair['refresh_token']}, status=401)  # so the session ended
+    assert Session.select().count() == 0
 
 
 def test_refresh_accepts_an_expired_access_token_of_the_same_user(app, user):

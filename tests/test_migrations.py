@@ -14,26 +14,13 @@ import pytest
 from webtest import TestApp
 
 import migrations
+from conftest import load_old_schema
 import moviesapi
-from models import Attempt, Favorite, Movie, PostgresqlDatabase, RefreshToken, User, close_database, db, now
+from models import Attempt, Favorite, Movie, PostgresqlDatabase, Session, User, close_database, db, now
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 V1 = json.loads((FIXTURES / 'schema_v1.tokens.json').read_text(encoding='utf-8'))
 ROOT = pathlib.Path(__file__).parent.parent
-
-
-def load_v1(database_url):
-    """Fill the empty test database with the first release's schema and rows."""
-    if database_url.startswith('postgresql://'):
-        import psycopg
-        script = (FIXTURES / 'schema_v1.postgresql.sql').read_text(encoding='utf-8')
-        script = ''.join(line for line in script.splitlines(keepends=True) if not line.startswith('\\'))  # psql's
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            connection.execute(script)
-    else:
-        with sqlite3.connect(database_url) as connection:
-            connection.executescript((FIXTURES / 'schema_v1.sqlite.sql').read_text(encoding='utf-8'))
-        connection.close()
 
 
 def execute(database_url, sql, params=()):
@@ -51,7 +38,7 @@ def param(database_url):
 @pytest.fixture
 def upgraded(database_url):
     """A WebTest client over the current app started on a version-1 database."""
-    load_v1(database_url)
+    load_old_schema(database_url, 1)
     moviesapi.configure(database_url, V1['secret'])
     yield TestApp(moviesapi.application)
     close_database()
@@ -65,10 +52,10 @@ def test_every_row_survives_and_every_user_logs_in(upgraded):
     with db.connection_context():
         assert (User.select().count(), Favorite.select().count(), Movie.select().count()) == (3, 4, 20)
         assert User.get(User.email == 'alice@example.com').name == 'Алиса'
-        assert migrations.SchemaVersion.select(migrations.SchemaVersion.version).scalar() == 2
-        assert 'loginfailure' not in db.get_tables()
+        assert migrations.SchemaVersion.select(migrations.SchemaVersion.version).scalar() == 3
+        assert not {'loginfailure', 'refreshtoken'} & set(db.get_tables())
         assert Attempt.select().count() == 10  # eve's five failures, each under her email and her address
-        assert RefreshToken.select().count() == 2  # alice's used token is gone; her live one and bob's remain
+        assert Session.select().count() == 2  # alice's used token is gone; her live one and bob's are sessions
     for email in V1['passwords']:
         login(upgraded, email)
     access = login(upgraded, 'alice@example.com').json['access_token']
@@ -81,7 +68,7 @@ def test_refresh_tokens_keep_their_meaning(upgraded, database_url):
     for token in tokens['live_refresh_tokens'].values():
         upgraded.put_json('/auth/login', {'refresh_token': token}, status=200)
     reused = upgraded.put_json('/auth/login', {'refresh_token': tokens['used_refresh_token']}, status=401)
-    assert reused.json['message'] == 'Этот refresh-токен уже использован; войдите заново.'
+    assert reused.json['message'] == 'Сессия завершена; войдите заново.'
 
 
 def test_search_index_is_built(upgraded, database_url):
@@ -96,7 +83,7 @@ def test_search_index_is_built(upgraded, database_url):
 def test_sqlite_backup_is_taken_before_the_upgrade(database_url):
     if database_url.startswith('postgresql://'):
         pytest.skip('PostgreSQL is backed up with pg_dump')
-    load_v1(database_url)
+    load_old_schema(database_url, 1)
     moviesapi.configure(database_url, V1['secret'])
     close_database()
     [backup] = glob.glob(database_url + '.v1-*Z.bak')
@@ -109,7 +96,7 @@ def test_sqlite_backup_is_taken_before_the_upgrade(database_url):
 
 
 def test_recent_login_failures_still_count(database_url):
-    load_v1(database_url)
+    load_old_schema(database_url, 1)
     just_now = now() - datetime.timedelta(seconds=10)
     execute(database_url, f'UPDATE loginfailure SET at = {param(database_url)}', (just_now,))
     moviesapi.configure(database_url, V1['secret'])
@@ -120,8 +107,8 @@ def test_recent_login_failures_still_count(database_url):
 
 def test_a_new_database_starts_at_the_current_version(app):
     with db.connection_context():
-        assert migrations.SchemaVersion.select(migrations.SchemaVersion.version).scalar() == 2
-        assert migrations.CURRENT_VERSION == 2
+        assert migrations.SchemaVersion.select(migrations.SchemaVersion.version).scalar() == 3
+        assert migrations.CURRENT_VERSION == 3
 
 
 def cli(database_url, *args, **kwargs):
@@ -133,20 +120,20 @@ def cli(database_url, *args, **kwargs):
 def test_a_newer_database_is_refused(database_url, tmp_path):
     moviesapi.configure(database_url, V1['secret'])
     close_database()
-    execute(database_url, 'UPDATE schema_version SET version = 3')
-    with pytest.raises(migrations.SchemaTooNew, match='schema version 3, newer than this moviesapi'):
+    execute(database_url, 'UPDATE schema_version SET version = 4')
+    with pytest.raises(migrations.SchemaTooNew, match='schema version 4, newer than this moviesapi'):
         moviesapi.configure(database_url, V1['secret'])
     close_database()
     catalogue = tmp_path / 'empty.json'
     catalogue.write_text('{}')
     result = cli(database_url, '--import', str(catalogue))
     assert result.returncode != 0
-    assert 'moviesapi: the database has schema version 3, newer than this moviesapi (version 2)' in result.stderr
+    assert 'moviesapi: the database has schema version 4, newer than this moviesapi (version 3)' in result.stderr
 
 
 @pytest.mark.live
 def test_the_command_line_upgrades_on_start(database_url, server_factory):
-    load_v1(database_url)
+    load_old_schema(database_url, 1)
     server = server_factory(env={'MOVIESAPI_SECRET': V1['secret']})
     status, _, tokens = server.call('POST', '/auth/login', {'email': 'bob@example.com',
                                                             'password': V1['passwords']['bob@example.com']})
@@ -159,7 +146,7 @@ def test_the_command_line_upgrades_on_start(database_url, server_factory):
 
 @pytest.mark.live
 def test_concurrent_starts_migrate_once(database_url, server_factory):
-    load_v1(database_url)
+    load_old_schema(database_url, 1)
     servers = [server_factory(env={'MOVIESAPI_SECRET': V1['secret']}, start=False) for _ in range(2)]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda server: server.start(timeout=30), servers))

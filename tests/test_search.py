@@ -7,7 +7,8 @@ import pytest
 from webtest import TestApp
 
 import moviesapi
-from models import MODELS, Genre, Movie, PostgresqlDatabase, close_database, db, load_seed, open_database
+from conftest import load_old_schema
+from models import Genre, Movie, PostgresqlDatabase, close_database, db, open_database
 
 TRICKY_TITLES = [
     'Ёлки', 'ёжик в тумане', 'ЕЖИК', 'Бобр', 'Я', 'M', '9', 'Ид', 'Straße', 'STRASSE', 'Amélie', 'AMÉLIE',
@@ -172,10 +173,9 @@ def test_search_uses_the_index(app):
 
 
 def test_database_made_before_the_index_gets_it_on_start(database_url):
+    load_old_schema(database_url, 1)  # the first release's tables: no search index
     db.initialize(open_database(database_url))
-    with db.connection_context():  # the tables as the previous schema made them, full of data: no search index
-        db.create_tables(MODELS)
-        load_seed()
+    with db.connection_context():  # full of data
         add_movies(['Кин-дза-дза!'])
         add_many_movies(20000)
         assert 'movie_search' not in db.get_tables()
