@@ -70,6 +70,10 @@ def version_3():
     """Sessions replace refresh token rows and the user's token version. Each live token becomes a session named
     after its jti, which is how auth.Tokens finds the session of a token issued before (it names none); access
     tokens issued before name none either and stop working, so clients refresh once."""
+    if not isinstance(db.obj, PostgresqlDatabase) and sqlite3.sqlite_version_info < (3, 35):
+        # playhouse would copy the user table and drop the old one, which cascades to every favourite
+        raise ValueError(f'upgrading needs SQLite 3.35 or newer to drop a column; this Python has '
+                         f'{sqlite3.sqlite_version}.')
     db.create_tables([Session])
     upgraded_at = now()
     live = RefreshToken.select().where(~RefreshToken.used, RefreshToken.expires_at > upgraded_at)

@@ -229,6 +229,20 @@ def test_a_newer_database_is_refused(database_url, tmp_path):
     assert 'moviesapi: the database has schema version 4, newer than this moviesapi (version 3)' in result.stderr
 
 
+def test_an_old_sqlite_is_refused_before_it_touches_a_row(database_url, monkeypatch):
+    if database_url.startswith('postgresql://'):
+        pytest.skip('SQLite only')
+    load_old_schema(database_url, 2)
+    before = [execute(database_url, sql) for sql in KEPT_ROWS[2]]
+    monkeypatch.setattr(migrations.sqlite3, 'sqlite_version_info', (3, 34, 1))
+    with pytest.raises(ValueError, match='upgrading needs SQLite 3.35 or newer'):
+        moviesapi.configure(database_url, OLD[2]['secret'])
+    close_database()
+    monkeypatch.undo()
+    assert [execute(database_url, sql) for sql in KEPT_ROWS[2]] == before
+    assert execute(database_url, 'SELECT version FROM schema_version') == [(2,)]
+
+
 @pytest.mark.live
 def test_the_command_line_upgrades_on_start(database_url, old_version, server_factory):
     load_old_schema(database_url, old_version)
