@@ -15,6 +15,7 @@ from waitress.task import ErrorTask
 from waitress.utilities import BadRequest, RequestEntityTooLarge, RequestHeaderFieldsTooLarge, find_double_newline
 
 from jsonio import error_body
+from stack import answer_headers
 
 SEND_TURN = 256 * 1024  # bytes one connection may send before the I/O loop serves the others
 DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused request read and discarded; past them the answer is sent at once
@@ -111,13 +112,14 @@ class RequestParser(HTTPRequestParser):
 
 
 class JSONErrorTask(ErrorTask):
-    """Waitress's own error answers (400, 413, 431, 500, 501) as the app's JSON {"message", "status"}."""
+    """Waitress's own error answers (400, 413, 431, 500, 501) as the app's JSON {"message", "status"}, with the
+    app's CORS headers, so a page on another origin can read why."""
 
     def execute(self):
         error = self.request.error
         body = error_body(error.code)
         self.status = f'{error.code} {error.reason}'
-        self.response_headers.append(('Content-Type', 'application/json'))
+        self.response_headers += [('Content-Type', 'application/json'), *self.channel.server.answer_headers]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
@@ -156,8 +158,8 @@ class Server(TcpWSGIServer):
     """Waitress's TCP server with the channel above and a total deadline for receiving each request's headers."""
     channel_class = Channel
 
-    def __init__(self, application, header_timeout, **settings):
-        self.header_timeout = header_timeout
+    def __init__(self, application, header_timeout, answer_headers, **settings):
+        self.header_timeout, self.answer_headers = header_timeout, answer_headers
         super().__init__(application, **settings)
 
     def maintenance(self, now):
@@ -187,7 +189,8 @@ def serve(application, settings):
         log.warning('The open-file limit allows %d connections, not %d', limit, settings.connection_limit)
     proxy = {'trusted_proxy': settings.trusted_proxy, 'trusted_proxy_count': 1,
              'trusted_proxy_headers': 'x-forwarded-for x-forwarded-proto'} if settings.trusted_proxy else {}
-    server = Server(application, settings.header_timeout, connection_limit=limit, host=settings.host,
+    server = Server(application, settings.header_timeout, answer_headers(settings.cors_origin),
+                    connection_limit=limit, host=settings.host,
                     port=settings.port, threads=settings.threads, ident='moviesapi', channel_timeout=30,
                     max_request_body_size=1024 * 1024, max_request_header_size=16 * 1024,
                     cleanup_interval=1,  # the header deadline is checked this often, s

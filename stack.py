@@ -74,12 +74,16 @@ CORS_PREFLIGHT = [('Access-Control-Max-Age', '600'),
                   ('Access-Control-Allow-Headers', 'Authorization, Content-Type, If-None-Match')]
 
 
+def answer_headers(cors_origin):
+    """The CORS and security headers of every answer, Waitress's own errors included (server.py)."""
+    return [('Access-Control-Allow-Origin', cors_origin), CORS_EXPOSED, *SECURITY_HEADERS]
+
+
 def with_headers(wsgi_app, config):
     """Every response, errors included, gets the CORS and security headers; a CORS preflight (any OPTIONS
     request) is answered here, 204."""
     def serve(environ, start_response):
-        headers = [('Access-Control-Allow-Origin', config['moviesapi.settings'].cors_origin), CORS_EXPOSED,
-                   *SECURITY_HEADERS]
+        headers = answer_headers(config['moviesapi.settings'].cors_origin)
         if environ['REQUEST_METHOD'] == 'OPTIONS':
             start_response('204 No Content', CORS_PREFLIGHT + headers)
             return []

@@ -153,6 +153,7 @@ def test_a_client_that_waits_to_continue_is_refused_before_it_sends(small_server
     head, body = raw_answer(small_server, b'POST /auth/register HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n'
                                           b'Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n')
     assert head.startswith('HTTP/1.1 413 ') and body == TOO_LARGE[2]
+    assert 'Access-Control-Allow-Origin: *' in head  # a page on another origin can read why
 
 
 @pytest.mark.parametrize('size', [20_000, 1_000_000])
@@ -165,6 +166,7 @@ def test_oversized_headers_are_refused_with_json(small_server, size):
 def test_a_malformed_request_is_refused_with_json(small_server):
     head, body = raw_answer(small_server, b'GET /genres HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n')
     assert head.split()[1] == '400' and 'Content-Type: application/json' in head
+    assert 'Access-Control-Allow-Origin: *' in head and 'X-Content-Type-Options: nosniff' in head  # CORS too
     assert body == {'message': 'Некорректный запрос.', 'status': 400}
 
 
@@ -174,7 +176,7 @@ def crash(environ, start_response):
 
 @pytest.mark.live
 def test_a_crash_before_the_answer_is_answered_with_json():
-    crashing = server.Server(crash, header_timeout=10, host='127.0.0.1', port=0, threads=1)
+    crashing = server.Server(crash, header_timeout=10, answer_headers=[], host='127.0.0.1', port=0, threads=1)
     running = threading.Thread(target=crashing.run)
     running.start()
     try:
