@@ -163,7 +163,8 @@ def test_login_and_refresh_answers_match_the_document(app, user):
                           status=401), 'POST', '/auth/login')
     conform(app.post_json('/auth/login', {'email': user['email']}, status=400), 'POST', '/auth/login')
     fresh = conform(app.put_json('/auth/login', tokens, status=200), 'PUT', '/auth/login').json
-    conform(app.put_json('/auth/login', tokens, status=401), 'PUT', '/auth/login')  # reused refresh
+    conform(app.put_json('/auth/login', tokens, status=401), 'PUT', '/auth/login')  # reused: the session ends
+    conform(app.put_json('/auth/login', {'refresh_token': fresh['refresh_token']}, status=401), 'PUT', '/auth/login')
     conform(app.put_json('/auth/login', {'refresh_token': fresh['access_token']}, status=401),
             'PUT', '/auth/login')
     conform(app.put_json('/auth/login', {'access_token': fresh['access_token']}, status=400), 'PUT', '/auth/login')
@@ -175,6 +176,46 @@ def test_login_throttling_matches_the_document(app, user):
     res = app.post_json('/auth/login', {'email': user['email'], 'password': user['password']}, status=429)
     conform(res, 'POST', '/auth/login')
     assert int(res.headers['Retry-After']) >= 1
+
+
+# --- Sessions -----------------------------------------------------------------------------------------
+
+def test_logout_answers_match_the_document(app, user):
+    path = '/auth/logout'
+    for bad in ({}, {'refresh_token': 5}, {'refresh_token': 'x' * 5000}, {'refresh_token': 'a\x00b'}, ['x']):
+        conform(app.post_json(path, bad, status=400), 'POST', path)
+    conform(app.post(path, 'not json', content_type='application/json', status=400), 'POST', path)
+    conform(app.post_json(path, {'refresh_token': 'x' * 70_000}, status=413), 'POST', path)
+    for wrong in (user['access_token'], 'garbage'):
+        conform(app.post_json(path, {'refresh_token': wrong}, status=401), 'POST', path)
+    conform(app.post_json(path, {'refresh_token': user['refresh_token']}, status=204), 'POST', path)
+    conform(app.post_json(path, {'refresh_token': user['refresh_token']}, status=204), 'POST', path)  # ended
+    conform(app.get('/auth/sessions', headers=user['headers'], status=401), 'GET', '/auth/sessions')
+
+
+def test_session_answers_match_the_document(app, user):
+    many, one = '/auth/sessions', '/auth/sessions/{session_id}'
+    credentials = {'email': user['email'], 'password': user['password']}
+    other = app.post_json('/auth/login', credentials, headers={'User-Agent': 'Firefox/128.0'}).json
+    other = app.put_json('/auth/login', {'refresh_token': other['refresh_token']}).json
+    listed = conform(app.get('/auth/sessions/', headers=user['headers'], status=200), 'GET', many)
+    assert listed.headers['Cache-Control'] == 'no-store'
+    newest, mine = listed.json  # newest first
+    assert (newest['current'], newest['user_agent'], mine['current'], mine['refreshed_at']) == (
+        False, 'Firefox/128.0', True, None)
+    assert newest['refreshed_at'] is not None
+    conform(app.get(many, status=401), 'GET', many)
+    conform(app.delete(f'{many}/{newest["id"]}', headers=user['headers'], status=204), 'DELETE', one)
+    conform(app.delete(f'{many}/{newest["id"]}', headers=user['headers'], status=404), 'DELETE', one)
+    conform(app.delete(f'{many}/no-such-session', headers=user['headers'], status=404), 'DELETE', one)
+    conform(app.delete(f'{many}/{mine["id"]}', status=401), 'DELETE', one)
+    conform(app.get(many, headers={'Authorization': 'Bearer ' + other['access_token']}, status=401), 'GET', many)
+    app.post_json('/auth/login', credentials)
+    conform(app.delete(many, headers=user['headers'], status=204), 'DELETE', many)
+    conform(app.delete(many, status=401), 'DELETE', many)
+    assert [session['id'] for session in app.get(many, headers=user['headers']).json] == [mine['id']]
+    conform(app.delete(f'{many}/{mine["id"]}/', headers=user['headers'], status=204), 'DELETE', one)
+    conform(app.get(many, headers=user['headers'], status=401), 'GET', many)
 
 
 # --- Profile and favourites ---------------------------------------------------------------------------
@@ -224,6 +265,8 @@ def test_your_data_answers_match_the_document(app, user):
     auth, export, imports, account = user['headers'], '/user/export', '/favorites/movies/import', '/user/'
     app.post('/favorites/movies/2', headers=auth)
     document = conform(app.get(export, headers=auth, status=200), 'GET', export).json
+    assert document['format'] == 'moviesapi-export/2'
+    assert [session['current'] for session in document['sessions']] == [True]
     conform(app.get(export, status=401), 'GET', export)
     conform(app.post_json(imports, document, headers=auth, status=200), 'POST', imports)
     conform(app.post_json(imports, {'favorites': [1, {'id': 99999}]}, headers=auth, status=200), 'POST', imports)
@@ -262,6 +305,9 @@ EXTREMES = [pytest.param(*row[1:], id=row[0]) for row in [
     ('register email longer once lower-cased', 'POST', '/auth/register',
      {'email': DOTTED_I_EMAIL, 'password': PASSWORD}, 400, '/auth/register'),
     ('refresh token too long', 'PUT', '/auth/login', {'refresh_token': 'x' * 5000}, 400, '/auth/login'),
+    ('session id is NUL', 'DELETE', '/auth/sessions/%00', None, 404, '/auth/sessions/{session_id}'),
+    ('session id has NUL', 'DELETE', '/auth/sessions/a%00b', None, 404, '/auth/sessions/{session_id}'),
+    ('session id too long', 'DELETE', '/auth/sessions/' + 'x' * 5000, None, 404, '/auth/sessions/{session_id}'),
 ]]
 
 
