@@ -107,7 +107,7 @@ class Tokens:
         jti = secrets.token_urlsafe(16)
         with db.atomic():
             lock_sessions_of(user.id)
-            session_id = Session.start(user.id, jti, self._refresh_expiry(), environ.get('HTTP_USER_AGENT', ''),
+            session_id = Session.start(user.id, jti, self._refresh_expiry(), header_text(environ, 'HTTP_USER_AGENT'),
                                        environ.get('REMOTE_ADDR', ''), keep=self.sessions)
         return self._pair(user.id, session_id, jti)
 
@@ -190,6 +190,13 @@ class BearerAuth:
             kwargs['user'] = self.config['moviesapi.tokens'].user_of(request.environ)
             return callback(*args, **kwargs)
         return with_user
+
+
+def header_text(environ, name):
+    """A header as the client most likely wrote it: WSGI gives its bytes as Latin-1, browsers send UTF-8. NUL,
+    which no database column takes, is dropped."""
+    raw = environ.get(name, '').encode('latin-1', 'replace')
+    return raw.decode('utf-8', 'replace').replace('\x00', '')
 
 
 def bearer_token(environ):

@@ -234,7 +234,7 @@ def sessions(user):
 @app.delete('/auth/sessions/<session_id>', auth=True)
 def end_session(user, session_id):
     """End one of the user's sessions (the caller's too, if named): 204; 404 if it is not one of them."""
-    if not Session.end(session_id, user.id):
+    if not storable(session_id) or not Session.end(session_id, user.id):
         abort(404, 'Такой сессии нет: она завершена или не ваша.')
     response.status = 204
 

@@ -261,7 +261,7 @@ def test_accounts_tokens_and_favourites_through_nginx(cluster):
     second = call(port, 'PUT', '/auth/login', first)[2]
     third = call(port, 'PUT', '/auth/login', second)[2]
     assert 'refresh_token' in third
-    assert call(port, 'PUT', '/auth/login', first)[0] == 401  # reuse: every refresh token of the user dies
+    assert call(port, 'PUT', '/auth/login', first)[0] == 401  # reuse: the session ends, its newest token too
     assert call(port, 'PUT', '/auth/login', third)[0] == 401
 
     pair = call(port, 'POST', '/auth/login', credentials)[2]

@@ -21,7 +21,7 @@ def bearer(token):
 def log_in(app, user, user_agent='', address='192.0.2.1'):
     """A new session of the user, as a client with this user agent and address would start it."""
     pair = app.post_json('/auth/login', {'email': user['email'], 'password': user['password']},
-                         headers={'User-Agent': user_agent}, extra_environ={'REMOTE_ADDR': address}).json
+                         extra_environ={'REMOTE_ADDR': address, 'HTTP_USER_AGENT': user_agent}).json
     return {**pair, 'headers': bearer(pair['access_token'])}
 
 
@@ -125,6 +125,12 @@ def test_a_long_user_agent_is_cut_and_expired_sessions_are_not_listed(app, user)
     latest = log_in(app, user)
     sessions = app.get('/auth/sessions', headers=latest['headers']).json
     assert [len(session['user_agent']) for session in sessions] == [0, 300]
+
+
+def test_a_user_agent_is_read_as_utf8_without_nul(app, user):
+    utf8_as_wsgi_gives_it = 'Мой браузер/1.0\x00'.encode().decode('latin-1')
+    latest = log_in(app, user, utf8_as_wsgi_gives_it)
+    assert app.get('/auth/sessions', headers=latest['headers']).json[0]['user_agent'] == 'Мой браузер/1.0'
 
 
 def test_sessions_are_private_to_their_user(app, make_user):
