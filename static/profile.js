@@ -1,8 +1,10 @@
-// Profile: name, surname and favourite genre, the password change form, and the user's data: export, import, deletion.
+// Profile: name, surname and favourite genre, the password change form, the sessions, and the user's data: export,
+// import, deletion.
 import * as api from './api.js';
 import { loading } from './components.js';
 import { field, h, setTitle, submitting } from './dom.js';
 import { navigate } from './router.js';
+import { sessionsCard } from './sessions.js';
 
 function profileForm(user, genres) {
   const name = h('input', { type: 'text', name: 'name', autocomplete: 'given-name', maxlength: '100', value: user.name ?? '' });
@@ -33,7 +35,7 @@ function profileForm(user, genres) {
   return form;
 }
 
-function passwordForm(user) {
+function passwordForm(user, afterChange) {
   const current = h('input', { type: 'password', autocomplete: 'current-password', required: true });
   const fresh = h('input', { type: 'password', autocomplete: 'new-password', required: true, minlength: '8', maxlength: '128' });
   const confirmation = h('input', { type: 'password', autocomplete: 'new-password', required: true });
@@ -62,6 +64,7 @@ function passwordForm(user) {
         navigate('/login?changed=1&next=/profile');
         return null;
       }
+      afterChange();
       return 'Пароль изменён.';
     });
   });
@@ -110,7 +113,9 @@ function importForm() {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     submitting(form, message, async () => {
-      const report = await api.importFavorites(await readExport(file.files[0]));
+      const exported = await readExport(file.files[0]);
+      // Only the favourites: the rest of the file (profile, sessions) is no business of the import.
+      const report = await api.importFavorites({ favorites: exported?.favorites });
       return `Добавлено: ${report.added.length}, уже было: ${report.already.length}, `
         + `нет в каталоге: ${report.unknown.length}.`;
     });
@@ -149,6 +154,8 @@ export async function profilePage(view) {
   if (!api.tokens.loggedIn) throw new api.LoginRequired();
   const status = loading();
   view.append(h('h1', { tabindex: '-1' }, 'Профиль'), status);
-  const [user, genres] = await Promise.all([api.currentUser(), api.genres()]);
-  status.replaceWith(h('div', { class: 'form-columns' }, profileForm(user, genres), passwordForm(user), dataCard(user)));
+  const [user, genres, sessions] = await Promise.all([api.currentUser(), api.genres(), api.sessions()]);
+  const { card, refresh } = sessionsCard(sessions);
+  status.replaceWith(h('div', { class: 'form-columns' },
+    profileForm(user, genres), passwordForm(user, refresh), card, dataCard(user)));
 }
