@@ -456,11 +456,20 @@ def test_export_delete_the_account_then_import_into_a_new_one(page, live_server,
     assert live_server.call('POST', '/auth/login', {'email': email, 'password': PASSWORD})[0] == 401
 
     logged_in_as_new_user(page, live_server)
+    access, _ = stored_tokens(page)
     page.goto('/profile')
+    importing = page.locator('form', has=page.get_by_label('Избранное из файла'))
+    not_an_export = tmp_path / 'other.json'
+    not_an_export.write_text('{"movies": [5, 2]}', encoding='utf-8')
+    page.get_by_label('Избранное из файла').set_input_files(not_an_export)
+    page.get_by_role('button', name='Импортировать избранное').click()
+    _, _, refused = live_server.call('POST', '/favorites/movies/import', {}, token=access)
+    expect(importing.get_by_role('status')).to_have_text(refused['message'])
+
     page.get_by_label('Избранное из файла').set_input_files(saved)
     with page.expect_request('**/favorites/movies/import') as sent:
         page.get_by_role('button', name='Импортировать избранное').click()
-    assert sent.value.post_data_json == {'favorites': exported['favorites']}  # not the profile, not the sessions
+    assert sent.value.post_data_json == {'favorites': [5, 2]}  # the ids alone: not the profile, not the sessions
     expect(page.get_by_text('Добавлено: 2, уже было: 0, нет в каталоге: 0.')).to_be_visible()
     page.get_by_role('link', name='Избранное').click()
     expect(cards(page)).to_have_count(2)
