@@ -4,6 +4,7 @@ const ACCESS_KEY = 'moviesapi.access';
 const REFRESH_KEY = 'moviesapi.refresh';
 export const PAGE_SIZE = 12;
 export const AUTH_EVENT = 'moviesapi:auth';
+const LOGOUT_WAIT_MS = 5000;
 
 const FALLBACK_MESSAGES = {
   0: 'Нет связи с сервером. Проверьте подключение и попробуйте ещё раз.',
@@ -41,12 +42,12 @@ export const tokens = {
   },
 };
 
-async function send(method, path, body, accessToken) {
+async function send(method, path, body, accessToken, signal) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (accessToken) headers.Authorization = `Bearer ${accessToken}`;
   try {
-    return await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
   } catch {
     throw new ApiError(0, FALLBACK_MESSAGES[0]);
   }
@@ -145,6 +146,17 @@ export async function register(email, password) {
   await login(email, password);
 }
 
+/** Ends this browser's session on the server, then forgets the tokens: also when the server could not be told
+ *  (no connection, a token it refuses), since staying logged in is never what "Выйти" means. */
+export async function logout() {
+  await pendingSwap?.catch(() => false); // a swap under way would save its pair after we forget ours
+  const refresh_token = localStorage.getItem(REFRESH_KEY);
+  if (refresh_token) {
+    await send('POST', '/auth/logout', { refresh_token }, null, AbortSignal.timeout(LOGOUT_WAIT_MS)).catch(() => null);
+  }
+  tokens.clear();
+}
+
 export const currentUser = () => getJson('/user/', { auth: true });
 export const updateUser = (changes) => request('PATCH', '/user/', { body: changes, auth: true }).then(readJson);
 export const changePassword = (current, fresh) =>
@@ -155,6 +167,11 @@ export const exportData = () => request('GET', '/user/export', { auth: true }).t
 export const importFavorites = (document) =>
   request('POST', '/favorites/movies/import', { body: document, auth: true }).then(readJson);
 export const deleteAccount = (password) => request('DELETE', '/user/', { body: { password }, auth: true });
+
+/** The user's live sessions, newest first; `current` marks this browser's. */
+export const sessions = () => getJson('/auth/sessions', { auth: true });
+export const endSession = (id) => request('DELETE', `/auth/sessions/${encodeURIComponent(id)}`, { auth: true });
+export const endOtherSessions = () => request('DELETE', '/auth/sessions', { auth: true });
 
 export const favorites = () => getJson('/favorites/movies/', { auth: true });
 export const addFavorite = (movieId) => request('POST', `/favorites/movies/${movieId}`, { auth: true });

@@ -1,5 +1,5 @@
 // Entry point: the page table and the header navigation.
-import { AUTH_EVENT, LoginRequired, tokens } from './api.js';
+import { AUTH_EVENT, LoginRequired, logout, tokens } from './api.js';
 import { h } from './dom.js';
 import { loginPage, registerPage } from './account.js';
 import { catalogPage, directorPage, genrePage } from './catalog.js';
@@ -34,8 +34,9 @@ function comeBackHere() {
   return next && next !== '/' ? `?next=${encodeURIComponent(next)}` : '';
 }
 
-function logout() {
-  tokens.clear();
+async function logoutAndGoHome(event) {
+  event.currentTarget.disabled = true; // the nav is drawn anew once the tokens are gone
+  await logout();
   navigate('/');
 }
 
@@ -43,7 +44,7 @@ function renderNav() {
   const items = [navLink('/', 'Главная'), navLink('/catalog', 'Каталог')];
   if (tokens.loggedIn) {
     items.push(navLink('/saved', 'Избранное'), navLink('/profile', 'Профиль'),
-      h('li', {}, h('button', { type: 'button', class: 'nav-link nav-button', onclick: logout }, 'Выйти')));
+      h('li', {}, h('button', { type: 'button', class: 'nav-link nav-button', onclick: logoutAndGoHome }, 'Выйти')));
   } else {
     items.push(navLink('/login', 'Войти', comeBackHere()), navLink('/register', 'Регистрация', comeBackHere()));
   }

@@ -1,8 +1,10 @@
-// Profile: name, surname and favourite genre, the password change form, and the user's data: export, import, deletion.
+// Profile: name, surname and favourite genre, the password change form, the sessions, and the user's data: export,
+// import, deletion.
 import * as api from './api.js';
 import { loading } from './components.js';
 import { field, h, setTitle, submitting } from './dom.js';
 import { navigate } from './router.js';
+import { sessionsCard } from './sessions.js';
 
 function profileForm(user, genres) {
   const name = h('input', { type: 'text', name: 'name', autocomplete: 'given-name', maxlength: '100', value: user.name ?? '' });
@@ -33,7 +35,7 @@ function profileForm(user, genres) {
   return form;
 }
 
-function passwordForm(user) {
+function passwordForm(user, afterChange) {
   const current = h('input', { type: 'password', autocomplete: 'current-password', required: true });
   const fresh = h('input', { type: 'password', autocomplete: 'new-password', required: true, minlength: '8', maxlength: '128' });
   const confirmation = h('input', { type: 'password', autocomplete: 'new-password', required: true });
@@ -62,6 +64,7 @@ function passwordForm(user) {
         navigate('/login?changed=1&next=/profile');
         return null;
       }
+      afterChange();
       return 'Пароль изменён.';
     });
   });
@@ -100,6 +103,13 @@ function exportForm(user) {
   return form;
 }
 
+// Ids alone, not the file: its profile and sessions are no business of the import, and a few bytes an id, not a
+// title's dozens, keep big lists under the API's 64 KiB body limit. Anything else goes as it is, for the API to refuse.
+function favoriteIds(exported) {
+  const items = exported?.favorites;
+  return Array.isArray(items) ? items.map((item) => item?.id ?? item) : items;
+}
+
 function importForm() {
   const file = h('input', { type: 'file', name: 'export', accept: 'application/json,.json', required: true });
   const message = h('p', { class: 'form-message', role: 'status' });
@@ -110,7 +120,7 @@ function importForm() {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     submitting(form, message, async () => {
-      const report = await api.importFavorites(await readExport(file.files[0]));
+      const report = await api.importFavorites({ favorites: favoriteIds(await readExport(file.files[0])) });
       return `Добавлено: ${report.added.length}, уже было: ${report.already.length}, `
         + `нет в каталоге: ${report.unknown.length}.`;
     });
@@ -149,6 +159,8 @@ export async function profilePage(view) {
   if (!api.tokens.loggedIn) throw new api.LoginRequired();
   const status = loading();
   view.append(h('h1', { tabindex: '-1' }, 'Профиль'), status);
-  const [user, genres] = await Promise.all([api.currentUser(), api.genres()]);
-  status.replaceWith(h('div', { class: 'form-columns' }, profileForm(user, genres), passwordForm(user), dataCard(user)));
+  const [user, genres, sessions] = await Promise.all([api.currentUser(), api.genres(), api.sessions()]);
+  const { card, refresh } = sessionsCard(sessions);
+  status.replaceWith(h('div', { class: 'form-columns' },
+    profileForm(user, genres), passwordForm(user, refresh), card, dataCard(user)));
 }

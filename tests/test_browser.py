@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -59,18 +60,41 @@ def only_local(route):
         route.abort()
 
 
-@pytest.fixture
-def page(browser, live_server):
-    """A fresh browser context on the live server; fails the test on any uncaught JavaScript error."""
-    context = browser.new_context(base_url=live_server.url, viewport=DESKTOP, locale='ru-RU')
+def open_tab(browser, server, **options):
+    """A page in a fresh browser context on the server, and the list its uncaught JavaScript errors go to."""
+    context = browser.new_context(base_url=server.url, viewport=DESKTOP, locale='ru-RU', **options)
     context.set_default_timeout(10_000)
     context.route('**/*', only_local)
     tab = context.new_page()
     errors = []
     tab.on('pageerror', lambda error: errors.append(str(error)))
+    return tab, errors
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser context on the live server; fails the test on any uncaught JavaScript error."""
+    tab, errors = open_tab(browser, live_server)
     yield tab
-    context.close()
+    tab.context.close()
     assert not errors, f'JavaScript errors in the page: {errors}'
+
+
+@pytest.fixture
+def other_device(browser, live_server):
+    """Opens a page in a browser context of its own (another device: its own storage and cookies), with
+    context options such as user_agent; fails the test on any uncaught JavaScript error in those pages."""
+    opened = []
+
+    def open_device(**options):
+        tab, errors = open_tab(browser, live_server, **options)
+        opened.append((tab, errors))
+        return tab
+    yield open_device
+    for tab, _ in opened:
+        tab.context.close()
+    errors = [error for _, tab_errors in opened for error in tab_errors]
+    assert not errors, f'JavaScript errors in the other pages: {errors}'
 
 
 @pytest.fixture
@@ -87,6 +111,13 @@ def new_email():
 
 def registered_user(server):
     return sign_up(server, new_email(), PASSWORD)['email']
+
+
+def account_without_sessions(server):
+    """A registered email that has never logged in (sign_up logs in, which starts a session)."""
+    email = new_email()
+    assert server.call('POST', '/auth/register', {'email': email, 'password': PASSWORD})[0] == 201
+    return email
 
 
 def submit_login_form(page, email, password=PASSWORD):
@@ -380,8 +411,13 @@ def test_password_change_then_login_with_the_new_password(page, live_server):
     expect(form.get_by_role('alert')).to_have_text('Новые пароли не совпадают.')
 
     again.fill(new_password)
+    before = sessions(page).first.get_attribute('data-session-id')
     page.get_by_role('button', name='Сменить пароль').click()
     expect(form.get_by_role('alert')).to_have_text('Пароль изменён.')
+    # The change ended every session, sign-up's too; the list shows the one the page logged in again with
+    expect(sessions(page)).to_have_count(1)
+    expect(sessions(page).first).not_to_have_attribute('data-session-id', before)
+    expect(sessions(page).first.locator('.session-current')).to_be_visible()
     page.reload()
     expect(page.get_by_label('Электронная почта')).to_have_value(email)  # still logged in, on fresh tokens
 
@@ -420,9 +456,20 @@ def test_export_delete_the_account_then_import_into_a_new_one(page, live_server,
     assert live_server.call('POST', '/auth/login', {'email': email, 'password': PASSWORD})[0] == 401
 
     logged_in_as_new_user(page, live_server)
+    access, _ = stored_tokens(page)
     page.goto('/profile')
-    page.get_by_label('Избранное из файла').set_input_files(saved)
+    importing = page.locator('form', has=page.get_by_label('Избранное из файла'))
+    not_an_export = tmp_path / 'other.json'
+    not_an_export.write_text('{"movies": [5, 2]}', encoding='utf-8')
+    page.get_by_label('Избранное из файла').set_input_files(not_an_export)
     page.get_by_role('button', name='Импортировать избранное').click()
+    _, _, refused = live_server.call('POST', '/favorites/movies/import', {}, token=access)
+    expect(importing.get_by_role('status')).to_have_text(refused['message'])
+
+    page.get_by_label('Избранное из файла').set_input_files(saved)
+    with page.expect_request('**/favorites/movies/import') as sent:
+        page.get_by_role('button', name='Импортировать избранное').click()
+    assert sent.value.post_data_json == {'favorites': [5, 2]}  # the ids alone: not the profile, not the sessions
     expect(page.get_by_text('Добавлено: 2, уже было: 0, нет в каталоге: 0.')).to_be_visible()
     page.get_by_role('link', name='Избранное').click()
     expect(cards(page)).to_have_count(2)
@@ -487,6 +534,154 @@ def test_dead_session_sends_the_user_to_login(page, live_server):
     expect(page).to_have_url(f'{live_server.url}/login?next=%2Fsaved')
     expect(page.get_by_role('link', name='Войти')).to_be_visible()
     assert stored_tokens(page) == [None, None]
+
+
+# --- Logging out and sessions ---------------------------------------------------------------------------
+
+FIREFOX_ON_WINDOWS = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0'
+CHROME_ON_ANDROID = ('Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) '
+                     'Chrome/126.0.0.0 Mobile Safari/537.36')
+SAFARI_ON_IPHONE = ('Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) '
+                    'Version/17.5 Mobile/15E148 Safari/604.1')
+MONTHS = ('января', 'февраля', 'марта', 'апреля', 'мая', 'июня', 'июля', 'августа', 'сентября', 'октября',
+          'ноября', 'декабря')
+
+
+def sessions(page):
+    return page.locator('main .session')
+
+
+def session_names(page):
+    return [name.strip() for name in page.locator('main .session-name').all_text_contents()]
+
+
+def local_time_pattern(utc_text, offset_hours):
+    """What the profile prints for an API time in a time zone offset_hours from UTC: "2 декабря 2026 г. в 18:04"
+    (ICU versions differ on the joint between date and time)."""
+    moment = datetime.strptime(utc_text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=timezone.utc)
+    local = moment.astimezone(timezone(timedelta(hours=offset_hours)))
+    return re.compile(rf'^{local.day} {MONTHS[local.month - 1]} {local.year} г\.(,| в) {local:%H:%M}$')
+
+
+def test_logout_ends_the_session_on_the_server_before_forgetting_the_tokens(page, live_server):
+    logged_in_as_new_user(page, live_server)
+    access, refresh = stored_tokens(page)
+    release = held_back(page, '**/auth/logout')
+    with page.expect_request('**/auth/logout') as sent:
+        page.get_by_role('button', name='Выйти').click()
+    assert sent.value.method == 'POST' and sent.value.post_data_json == {'refresh_token': refresh}
+    expect(page.get_by_role('button', name='Выйти')).to_be_disabled()
+    assert stored_tokens(page) == [access, refresh]  # kept until the server has been told
+
+    release()
+    expect(page.get_by_role('link', name='Войти')).to_be_visible()
+    assert stored_tokens(page) == [None, None]
+    status, _, body = live_server.call('PUT', '/auth/login', {'refresh_token': refresh})
+    assert (status, body['message']) == (401, 'Сессия завершена; войдите заново.')
+    assert live_server.call('GET', '/user/', token=access)[0] == 401
+
+
+def test_logout_forgets_the_tokens_even_when_the_server_cannot_be_told(page, live_server):
+    email = logged_in_as_new_user(page, live_server)
+    access, _ = stored_tokens(page)
+    page.route('**/auth/logout', lambda route: route.abort())  # no connection
+    page.get_by_role('button', name='Выйти').click()
+    expect(page.get_by_role('link', name='Войти')).to_be_visible()
+    assert stored_tokens(page) == [None, None]
+    assert live_server.call('GET', '/user/', token=access)[0] == 200  # the server never heard: ended from the list
+
+    page.unroute('**/auth/logout')
+    log_in(page, email)
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+    page.evaluate("localStorage.setItem('moviesapi.refresh', 'not-a-token')")
+    with page.expect_response('**/auth/logout') as refused:
+        page.get_by_role('button', name='Выйти').click()
+    assert refused.value.status == 401
+    expect(page.get_by_role('link', name='Войти')).to_be_visible()
+    assert stored_tokens(page) == [None, None]
+
+    log_in(page, email)
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+    held_back(page, '**/auth/logout')  # never answered: the wait is bounded
+    page.get_by_role('button', name='Выйти').click()
+    expect(page.get_by_role('link', name='Войти')).to_be_visible(timeout=8_000)
+    assert stored_tokens(page) == [None, None]
+
+
+def test_profile_lists_the_sessions_and_ends_another_device_s(page, live_server, other_device):
+    email = account_without_sessions(live_server)
+    log_in(page, email)
+    expect(page.get_by_role('button', name='Выйти')).to_be_visible()
+    laptop = other_device(user_agent=FIREFOX_ON_WINDOWS, timezone_id='Asia/Vladivostok')  # UTC+10, no DST
+    log_in(laptop, email)
+    expect(laptop.get_by_role('button', name='Выйти')).to_be_visible()
+    laptop_access, laptop_refresh = stored_tokens(laptop)
+
+    laptop.goto('/profile')
+    expect(sessions(laptop)).to_have_count(2)
+    _, _, listed = live_server.call('GET', '/auth/sessions', token=laptop_access)
+    assert [item['id'] for item in listed] == [  # this device first, then the others newest first
+        sessions(laptop).nth(n).get_attribute('data-session-id') for n in (0, 1)]
+    mine = sessions(laptop).first
+    expect(mine.locator('.session-name')).to_have_text('Firefox, Windows')
+    expect(mine.locator('.session-current')).to_have_text('это устройство')
+    expect(mine.get_by_text('127.0.0.1', exact=True)).to_be_visible()
+    started = mine.locator('time')
+    expect(started).to_have_attribute('datetime', listed[0]['created_at'])
+    expect(started).to_have_text(local_time_pattern(listed[0]['created_at'], 10))
+    expect(mine.get_by_text('ещё нет')).to_be_visible()  # not refreshed yet
+    expect(mine.get_by_role('button')).to_have_count(0)  # this device leaves with "Выйти"
+
+    page.goto('/profile')
+    expect(sessions(page)).to_have_count(2)
+    assert session_names(page) == ['Chrome, Linux', 'Firefox, Windows']  # headless Chromium is Chrome
+    expect(sessions(page).locator('.session-current')).to_have_count(1)
+    expect(sessions(page).first.locator('.session-current')).to_have_text('это устройство')
+    assert_no_raw_data(page)
+    page.get_by_role('button', name='Завершить сеанс: Firefox, Windows').click()
+    expect(page.get_by_role('status').filter(has_text='Сеанс завершён.')).to_be_visible()
+    expect(sessions(page)).to_have_count(1)
+    expect(page.get_by_text('Других сеансов нет.')).to_be_visible()
+    assert live_server.call('GET', '/user/', token=laptop_access)[0] == 401
+    assert live_server.call('PUT', '/auth/login', {'refresh_token': laptop_refresh})[0] == 401
+
+    laptop.goto('/saved')  # the laptop finds itself logged out
+    expect(laptop).to_have_url(f'{live_server.url}/login?next=%2Fsaved')
+    assert stored_tokens(laptop) == [None, None]
+    access, _ = stored_tokens(page)
+    assert live_server.call('GET', '/user/', token=access)[0] == 200
+
+
+def test_end_every_other_session_and_one_that_had_ended_already(page, live_server, other_device):
+    email = logged_in_as_new_user(page, live_server)  # sign-up logged in over the API too: Python-urllib
+    android, iphone = other_device(user_agent=CHROME_ON_ANDROID), other_device(user_agent=SAFARI_ON_IPHONE)
+    for device in (android, iphone):
+        log_in(device, email)
+        expect(device.get_by_role('button', name='Выйти')).to_be_visible()
+    others = [stored_tokens(device)[0] for device in (android, iphone)]
+    page.goto('/profile')
+    expect(sessions(page)).to_have_count(4)
+    names = session_names(page)
+    assert names[:3] == ['Chrome, Linux', 'Safari, iOS', 'Chrome, Android']
+    assert re.fullmatch(r'Python-urllib/3\.\d+', names[3])
+
+    android.get_by_role('button', name='Выйти').click()  # gone before the list here is refreshed
+    expect(android.get_by_role('link', name='Войти')).to_be_visible()
+    page.get_by_role('button', name='Завершить сеанс: Chrome, Android').click()
+    _, _, gone = live_server.call('DELETE', '/auth/sessions/no-such-session', token=stored_tokens(page)[0])
+    expect(page.get_by_role('status').filter(has_text=gone['message'])).to_be_visible()
+    expect(sessions(page)).to_have_count(3)  # the list caught up
+
+    page.get_by_role('button', name='Завершить все остальные').click()
+    expect(page.get_by_role('status').filter(has_text='Остальные сеансы завершены.')).to_be_visible()
+    expect(sessions(page)).to_have_count(1)
+    expect(page.get_by_role('button', name='Завершить все остальные')).to_have_count(0)
+    assert [live_server.call('GET', '/user/', token=token)[0] for token in others] == [401, 401]
+    access, _ = stored_tokens(page)
+    _, _, left = live_server.call('GET', '/auth/sessions', token=access)
+    assert [item['current'] for item in left] == [True]
+    page.reload()
+    expect(sessions(page)).to_have_count(1)
 
 
 # --- Content-Security-Policy ---------------------------------------------------------------------------
