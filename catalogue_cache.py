@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus, urlencode
 from bottle import HTTPResponse, request
 
 from jsonio import MESSAGES, ApiError, abort, dumps, storable
-from models import MAX_ID
+from models import MAX_ID, count_rows
 from response_cache import Busy
 
 PAGE_SIZE = 12
@@ -139,7 +139,7 @@ def encode(result, key):
         return dumps(result), {}
     if result.page is None:
         return list_chunks(result.query, result.fetch), {}
-    total = result.query.count()
+    total = count_rows(result.query)
     rows = result.fetch(result.query.paginate(result.page, PAGE_SIZE))
     return dumps([row.to_json() for row in rows]), {
         'X-Total-Count': str(total), 'Link': page_links(key, result.page, max(1, math.ceil(total / PAGE_SIZE)))}

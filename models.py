@@ -58,6 +58,12 @@ def prepared(build):
     return run
 
 
+def count_rows(query):
+    """How many rows a one-table query matches, counted as COUNT(*) under its conditions. (Peewee's count() wraps the
+    query in a subquery, which keeps SQLite from counting a whole table from its b-tree: 2 ms at 100,000 movies.)"""
+    return query.order_by().select(fn.COUNT(SQL('*'))).scalar()
+
+
 def release_connection(failed):
     """End a request's use of the database: PostgreSQL returns the connection to the pool; SQLite keeps it for the
     thread's next request (opening one costs more than most requests) unless the request failed."""
