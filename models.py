@@ -390,8 +390,9 @@ class Session(BaseModel):
 
     @classmethod
     def end_all(cls, user_id, except_id=None):
-        """End every session of the user, or every one but except_id; how many ended."""
-        return cls.delete().where(cls.user == user_id, cls.id != (except_id or '')).execute()
+        """End every session of the user, or every one but except_id."""
+        query = cls.delete().where(cls.user == user_id)
+        (query.where(cls.id != except_id) if except_id else query).execute()
 
 
 def lock_sessions_of(user_id):
