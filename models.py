@@ -2,6 +2,7 @@
 import contextlib
 import datetime
 import functools
+import itertools
 import json
 import os
 import pathlib
@@ -477,13 +478,18 @@ def catalogue_revision():
 
 
 def import_catalogue(path):
-    """Upsert genres, directors and movies from a JSON file ({"genres": [...], ...}, "pk" = id); the row count."""
+    """Upsert genres, directors and movies from a JSON file ({"genres": [...], ...}, "pk" = id); the row count.
+    A movie that exists keeps its description and trailer if the file leaves them out."""
     data = json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
     with db.atomic():
         for model, key in ((Genre, 'genres'), (Director, 'directors'), (Movie, 'movies')):
-            for row in data.get(key, []):
-                fields = {name: value for name, value in row.items() if name != 'pk'}
-                model.insert(id=row['pk'], **fields).on_conflict(conflict_target=[model.id],
-                                                                 update=fields).execute()
+            rows = [{'id' if name == 'pk' else name: value for name, value in row.items()} for row in data.get(key, [])]
+            # One statement per 500 rows that name the same fields: Peewee's SQL for a row costs more than its insert
+            for names, alike in itertools.groupby(rows, key=lambda row: sorted(row)):
+                given = [model._meta.combined[name] for name in names if name != 'id']
+                for batch in chunked(alike, 500):
+                    insert = model.insert_many(batch)
+                    (insert.on_conflict(conflict_target=[model.id], preserve=given) if given
+                     else insert.on_conflict_ignore()).execute()
         bump_catalogue_revision()
     return sum(len(data.get(key, [])) for key in ('genres', 'directors', 'movies'))

@@ -294,3 +294,27 @@ def test_a_list_longer_than_one_batch_comes_whole_and_in_order(app):
         keys = [(m['year'], m['id']) if query else m['id'] for m in res.json]
         assert len(keys) == 20 + extra and keys == sorted(keys, reverse=bool(query))
         assert app.get('/movies/' + query).body == res.body
+
+
+def test_an_import_upserts_by_pk_and_changes_only_the_fields_given(app, tmp_path):
+    import json
+    import moviesapi
+    from models import db
+    movie_2 = app.get('/movies/2').json
+    new_movies = [{'pk': 1000 + n, 'title': f'Новый фильм {n}', 'description': 'Описание', 'trailer': '',
+                   'year': 1990 + n % 30, 'rating': 7.5, 'genre_id': 1 + n % 18, 'director_id': 21}
+                  for n in range(1200)]  # more than one statement's worth
+    catalogue = {'genres': [{'pk': 1, 'name': 'Переименованный'}],
+                 'directors': [{'pk': 21, 'name': 'Новый режиссёр'}],
+                 'movies': [{'pk': 2, 'title': movie_2['title'], 'year': movie_2['year'], 'rating': 9.9,
+                             'genre_id': movie_2['genre_id'], 'director_id': movie_2['director_id']}, *new_movies]}
+    path = tmp_path / 'catalogue.json'
+    path.write_text(json.dumps(catalogue, ensure_ascii=False), encoding='utf-8')
+    with db.connection_context():
+        assert moviesapi.import_catalogue(path) == 1203
+    moviesapi.setting('cache').next_check = 0
+    assert app.get('/genres/1').json['name'] == 'Переименованный'
+    assert app.get('/movies/2').json == {**movie_2, 'rating': 9.9}  # its description and trailer kept
+    assert app.get('/movies/1199').json['director'] == {'id': 21, 'name': 'Новый режиссёр'}
+    assert app.get('/movies/', {'page': 1}).headers['X-Total-Count'] == '1220'
+    assert [movie['title'] for movie in app.get('/movies/', {'q': 'новый фильм 1199'}).json] == ['Новый фильм 1199']
