@@ -105,10 +105,8 @@ class Tokens:
     def issue_pair(self, user, environ):
         """Start a session for the user, described by the request's user agent and address: its first pair."""
         jti = secrets.token_urlsafe(16)
-        with db.atomic():
-            lock_sessions_of(user.id)
-            session_id = Session.start(user.id, jti, self._refresh_expiry(), header_text(environ, 'HTTP_USER_AGENT'),
-                                       environ.get('REMOTE_ADDR', ''), keep=self.sessions)
+        session_id = Session.start(user.id, jti, self._refresh_expiry(), header_text(environ, 'HTTP_USER_AGENT'),
+                                   environ.get('REMOTE_ADDR', ''), keep=self.sessions)
         return self._pair(user.id, session_id, jti)
 
     def signed_claims(self, token):

@@ -368,13 +368,15 @@ class Session(BaseModel):
     def start(cls, user_id, refresh_jti, expires_at, user_agent, address, keep):
         """A new session's id; the user's `keep` most recently refreshed live ones stay, the rest end."""
         session_id = secrets.token_urlsafe(12)
-        cls.create(id=session_id, user=user_id, refresh_jti=refresh_jti, created_at=now(), expires_at=expires_at,
-                   user_agent=user_agent[:300], address=address[:64])
         newest = (cls.select(cls.id)
                   .where(cls.user == user_id, cls.expires_at > now())
                   .order_by(cls.expires_at.desc())
                   .limit(keep))
-        cls.delete().where(cls.user == user_id, cls.id.not_in(newest)).execute()
+        with db.atomic():
+            lock_sessions_of(user_id)
+            cls.create(id=session_id, user=user_id, refresh_jti=refresh_jti, created_at=now(), expires_at=expires_at,
+                       user_agent=user_agent[:300], address=address[:64])
+            cls.delete().where(cls.user == user_id, cls.id.not_in(newest)).execute()
         return session_id
 
     @classmethod
@@ -393,7 +395,9 @@ class Session(BaseModel):
     def end_all(cls, user_id, except_id=None):
         """End every session of the user, or every one but except_id."""
         query = cls.delete().where(cls.user == user_id)
-        (query.where(cls.id != except_id) if except_id else query).execute()
+        with db.atomic():
+            lock_sessions_of(user_id)
+            (query.where(cls.id != except_id) if except_id else query).execute()
 
 
 def lock_sessions_of(user_id):
