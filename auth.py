@@ -153,7 +153,7 @@ class Tokens:
             raise unauthorized('Этот refresh-токен уже использован; сессия завершена, войдите заново.')
         raise unauthorized('Сессия завершена; войдите заново.')
 
-    def end_session(self, refresh_token):
+    def log_out(self, refresh_token):
         """End the session of a refresh token, expired or not; nothing to do if it has ended."""
         user_id, session_id, _ = self.verify(refresh_token, 'refresh', verify_exp=False)
         Session.end(session_id, user_id)

@@ -351,7 +351,7 @@ class Session(BaseModel):
     user_agent = CharField(max_length=300, default='')
     address = CharField(max_length=64, default='')  # as the server saw it (after --trusted-proxy)
 
-    def to_json(self, current_id=None):
+    def to_json(self, current_id):
         return {'id': self.id, 'created_at': utc_text(self.created_at),
                 'refreshed_at': self.refreshed_at and utc_text(self.refreshed_at),
                 'expires_at': utc_text(self.expires_at), 'user_agent': self.user_agent, 'address': self.address,

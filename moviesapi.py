@@ -221,7 +221,7 @@ def refresh():
 def logout():
     """End the session of a refresh token: its refresh and access tokens stop working. 204, also when it had
     ended already."""
-    setting('tokens').end_session(text(json_body(), 'refresh_token', 4096))
+    setting('tokens').log_out(text(json_body(), 'refresh_token', 4096))
     response.status = 204
 
 
@@ -289,7 +289,7 @@ def export(user):
     response.set_header('Content-Disposition', f'attachment; filename="moviesapi-export-{user.id}.json"')
     return {'format': EXPORT_FORMAT, 'exported_at': utc_text(now()), 'profile': user.to_json(),
             'favorites': user.favorite_titles(),
-            'sessions': [session.to_json(current_id=user.session_id) for session in Session.live_of(user.id)]}
+            'sessions': sessions(user)}
 
 
 @app.delete('/user', auth=True)

@@ -216,17 +216,19 @@ def cli(database_url, *args, **kwargs):
 
 
 def test_a_newer_database_is_refused(database_url, tmp_path):
+    newer = migrations.CURRENT_VERSION + 1
     moviesapi.configure(database_url, OLD[1]['secret'])
     close_database()
-    execute(database_url, 'UPDATE schema_version SET version = 4')
-    with pytest.raises(migrations.SchemaTooNew, match='schema version 4, newer than this moviesapi'):
+    execute(database_url, f'UPDATE schema_version SET version = {newer}')
+    with pytest.raises(migrations.SchemaTooNew, match=f'schema version {newer}, newer than this moviesapi'):
         moviesapi.configure(database_url, OLD[1]['secret'])
     close_database()
     catalogue = tmp_path / 'empty.json'
     catalogue.write_text('{}')
     result = cli(database_url, '--import', str(catalogue))
     assert result.returncode != 0
-    assert 'moviesapi: the database has schema version 4, newer than this moviesapi (version 3)' in result.stderr
+    assert (f'moviesapi: the database has schema version {newer}, newer than this moviesapi '
+            f'(version {migrations.CURRENT_VERSION})') in result.stderr
 
 
 def test_an_old_sqlite_is_refused_before_it_touches_a_row(database_url, monkeypatch):

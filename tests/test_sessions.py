@@ -136,7 +136,7 @@ def test_a_user_agent_is_read_as_utf8_without_nul(app, user):
 def test_sessions_are_private_to_their_user(app, make_user):
     alice, bob = make_user(), make_user()
     [bobs] = app.get('/auth/sessions', headers=bob['headers']).json
-    assert [session['id'] for session in app.get('/auth/sessions', headers=alice['headers']).json] != [bobs['id']]
+    assert bobs['id'] not in {session['id'] for session in app.get('/auth/sessions', headers=alice['headers']).json}
     res = app.delete(f'/auth/sessions/{bobs["id"]}', headers=alice['headers'], status=404)
     assert res.json == {'message': 'Такой сессии нет: она завершена или не ваша.', 'status': 404}
     assert works(app, bob)
